@@ -1,0 +1,264 @@
+"""Continuous normalizing flows (FFJORD) on torchdyn's ``NeuralODE``.
+
+One augmented solve integrates, for each sample,
+
+    d/dt [ z, l, r_1 .. r_k ] = [ f(t, z), tr(df/dz), s * R_1(t, z, f), .., s * R_k(...) ]
+
+from ``z(0) = x`` to ``T``, so that ``log p(x) = log N(z(T); 0, I) + l(T)``
+(instantaneous change of variables, FFJORD Eq. 4). The optional regularizer states ``r_j``
+(e.g. RNODE's kinetic energy and Jacobian norm) ride along in the same solve. They are
+integrated in a coordinate scaled by ``s = 1e-6`` and the tolerances are rescaled by
+``sqrt((D + 1) / (D + 1 + k))``, which together keep them out of torchdyn's RMS error norm:
+the step sizes are those of the unregularized solve (a seminorm, as in the RNODE code).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field, replace
+from typing import Iterator, Optional, Protocol, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+from torchdyn.core import NeuralODE
+
+from cnflib._validation import check_choice
+from cnflib.odes import ADAPTIVE_SOLVERS, SENSITIVITIES, SOLVERS, CountingField, neural_ode, solve
+
+TRACES: tuple[str, ...] = ("exact", "hutchinson")
+NOISES: tuple[str, ...] = ("gaussian", "rademacher")
+REGULARIZER_SCALE = 1e-6
+
+
+class Regularizer(Protocol):
+    """A quantity integrated along the flow as an extra state of the augmented solve.
+
+    ``__call__(t, z, f, noise, vjp) -> Tensor[n]``: the integrand per sample, given the state
+    ``z`` [n, D], the field ``f`` [n, D], the Hutchinson noise ``noise`` [n, D] and the
+    vector-Jacobian product ``vjp = noise^T df/dz`` [n, D] (``None`` unless ``needs_vjp``).
+    """
+
+    name: str
+    needs_vjp: bool
+
+    def __call__(self, t: Tensor, z: Tensor, f: Tensor, noise: Tensor, vjp: Optional[Tensor]) -> Tensor: ...
+
+
+def sample_noise(kind: str, like: Tensor) -> Tensor:
+    """Hutchinson probe vectors with E[e e^T] = I: Gaussian or Rademacher, shaped like ``like``."""
+    if check_choice("noise", kind, NOISES) == "gaussian":
+        return torch.randn_like(like)
+    return torch.randint_like(like, 0, 2) * 2 - 1
+
+
+def exact_divergence(f: Tensor, z: Tensor, create_graph: bool) -> Tensor:
+    """tr(df/dz) by one backward pass per dimension. f, z: [n, D] -> [n]."""
+    return sum(
+        torch.autograd.grad(f[:, i].sum(), z, create_graph=create_graph, retain_graph=True)[0][:, i]
+        for i in range(z.shape[1])
+    )
+
+
+class CNFDynamics(CountingField):
+    """The augmented vector field of a CNF (see module docstring).
+
+    Called on a state of width ``D`` (sampling: the field alone) or ``D + 1 + k`` (density:
+    field, divergence and ``k`` regularizers). ``event_shape`` is the shape of one sample; the
+    vector field sees states of shape [n, *event_shape].
+    """
+
+    def __init__(self, vector_field: nn.Module, event_shape: tuple[int, ...], trace: str, noise: str,
+                 regularizers: Sequence[Regularizer], max_nfe: int) -> None:
+        super().__init__(max_nfe)
+        self.vector_field = vector_field
+        self.event_shape = event_shape
+        self.dim = math.prod(event_shape)
+        self.trace = check_choice("trace estimator", trace, TRACES)
+        self.noise_kind = check_choice("noise", noise, NOISES)
+        self.regularizers = list(regularizers)
+        self.noise: Optional[Tensor] = None  # drawn once per solve by the CNF
+
+    @property
+    def needs_vjp(self) -> bool:
+        return self.trace == "hutchinson" or any(r.needs_vjp for r in self.regularizers)
+
+    def _field(self, t: Tensor, z: Tensor) -> Tensor:
+        return self.vector_field(t, z.view(-1, *self.event_shape)).reshape(z.shape[0], self.dim)
+
+    def forward(self, t: Tensor, state: Tensor, args: Optional[dict] = None) -> Tensor:
+        self.tick()
+        if state.shape[1] == self.dim:
+            return self._field(t, state)
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            z = state[:, : self.dim]
+            if not z.requires_grad:
+                z = z.detach().requires_grad_(True)
+            f = self._field(t, z)
+            vjp = None
+            if self.needs_vjp:
+                vjp = torch.autograd.grad(f, z, self.noise, create_graph=create_graph, retain_graph=True)[0]
+            if self.trace == "exact":
+                div = exact_divergence(f, z, create_graph)
+            else:
+                div = (vjp * self.noise).sum(1)
+            regs = [REGULARIZER_SCALE * r(t, z, f, self.noise, vjp)[:, None] for r in self.regularizers]
+        out = torch.cat([f, div[:, None], *regs], 1)
+        return out if create_graph else out.detach()
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """How a CNF's ODEs are solved. ``atol``/``rtol`` are ignored by fixed-step solvers,
+    which take ``steps`` equal steps over [0, T]."""
+
+    solver: str = "dopri5"
+    atol: float = 1e-5
+    rtol: float = 1e-5
+    sensitivity: str = "adjoint"
+    steps: int = 8
+
+    def __post_init__(self) -> None:
+        check_choice("solver", self.solver, SOLVERS)
+        check_choice("sensitivity", self.sensitivity, SENSITIVITIES)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.solver in ADAPTIVE_SOLVERS
+
+
+@dataclass
+class FlowOutput:
+    """Result of pushing data through a flow: ``z`` [n, *shape], ``delta_logp`` = the log-det
+    of the map [n], and the integrated regularizers ``{name: Tensor[n]}``."""
+
+    z: Tensor
+    delta_logp: Tensor
+    regularizers: dict[str, Tensor] = field(default_factory=dict)
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """log N(z; 0, I) summed over all but the batch dimension. z: [n, ...] -> [n]."""
+    flat = z.reshape(z.shape[0], -1)
+    return -0.5 * (flat**2).sum(1) - 0.5 * flat.shape[1] * math.log(2 * math.pi)
+
+
+class CNF(nn.Module):
+    """A continuous normalizing flow (FFJORD): data ``x`` at t=0, Gaussian latent at t=T.
+
+    Arguments:
+        vector_field: ``f(t, z)`` mapping [n, *shape] -> [n, *shape].
+        dim: the shape of one sample (int or tuple); default ``vector_field.dim``.
+        trace: "exact" (D backward passes) or "hutchinson" (one vector-Jacobian product).
+        noise: Hutchinson probe distribution, "gaussian" or "rademacher"; drawn once per solve.
+        solver, atol, rtol, sensitivity, steps: see :class:`SolverOptions`.
+        T: integration time.
+        regularizers: quantities integrated in the same solve (see :class:`Regularizer`).
+        max_nfe: step budget of one solve; beyond it :class:`~cnflib.odes.StepBudgetExceeded`.
+    """
+
+    def __init__(self, vector_field: nn.Module, dim: Union[int, Sequence[int], None] = None, *,
+                 trace: str = "exact", noise: str = "gaussian", solver: str = "dopri5",
+                 atol: float = 1e-5, rtol: float = 1e-5, sensitivity: str = "adjoint", steps: int = 8,
+                 T: float = 1.0, regularizers: Sequence[Regularizer] = (), max_nfe: int = 10_000) -> None:
+        super().__init__()
+        dim = getattr(vector_field, "dim", None) if dim is None else dim
+        if dim is None:
+            raise ValueError("pass dim= (the vector field has no .dim attribute)")
+        shape = (dim,) if isinstance(dim, int) else tuple(dim)
+        self.dynamics = CNFDynamics(vector_field, shape, trace, noise, regularizers, max_nfe)
+        self.options = SolverOptions(solver, atol, rtol, sensitivity, steps)
+        self.T = float(T)
+        self._odes: dict[tuple, NeuralODE] = {}
+
+    # -- settings -------------------------------------------------------------------------
+    @property
+    def vector_field(self) -> nn.Module:
+        return self.dynamics.vector_field
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return self.dynamics.event_shape
+
+    @property
+    def nfe_forward(self) -> int:
+        """Function evaluations of the latest forward solve."""
+        return self.dynamics.nfe_forward
+
+    @property
+    def nfe_backward(self) -> int:
+        """Function evaluations of the latest adjoint (backward) solve; 0 with autograd."""
+        return self.dynamics.nfe_backward
+
+    @contextlib.contextmanager
+    def solver_options(self, **overrides) -> Iterator["CNF"]:
+        """Temporarily change solver settings, e.g. ``with cnf.solver_options(atol=1e-8, rtol=1e-8):``."""
+        saved = self.options
+        self.options = replace(saved, **overrides)
+        try:
+            yield self
+        finally:
+            self.options = saved
+
+    def _ode(self, options: SolverOptions, n_extra: int) -> NeuralODE:
+        atol, rtol = options.atol, options.rtol
+        if not options.adaptive:  # torchdyn warns unless fixed-step solves get its default tolerances
+            atol, rtol = 1e-3, 1e-3
+        elif n_extra > 1:  # keep the regularizer states out of the RMS error norm
+            shrink = math.sqrt((self.dynamics.dim + 1) / (self.dynamics.dim + n_extra))
+            atol, rtol = atol * shrink, rtol * shrink
+        key = (options.solver, atol, rtol, options.sensitivity)
+        if key not in self._odes:
+            self._odes[key] = neural_ode(self.dynamics, options.solver, atol, rtol, options.sensitivity)
+        return self._odes[key]
+
+    def _t_span(self, start: float, end: float, options: SolverOptions) -> Tensor:
+        return torch.linspace(start, end, 2 if options.adaptive else options.steps + 1)
+
+    # -- density ------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> FlowOutput:
+        """Push data to the latent space. x: [n, *shape] -> FlowOutput (z [n, *shape], delta_logp [n])."""
+        n, dim = x.shape[0], self.dynamics.dim
+        flat = x.reshape(n, dim)
+        if self.dynamics.needs_vjp:
+            self.dynamics.noise = sample_noise(self.dynamics.noise_kind, flat)
+        k = len(self.dynamics.regularizers)
+        state = torch.cat([flat, flat.new_zeros(n, 1 + k)], 1)
+        sol = solve(self._ode(self.options, 1 + k), self.dynamics, state, self._t_span(0.0, self.T, self.options))
+        end = sol[-1]
+        regs = {r.name: end[:, dim + 1 + j] / REGULARIZER_SCALE for j, r in enumerate(self.dynamics.regularizers)}
+        return FlowOutput(end[:, :dim].reshape(x.shape), end[:, dim], regs)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log p(x) in nats. x: [n, *shape] -> [n]."""
+        out = self.forward(x)
+        return standard_normal_log_prob(out.z) + out.delta_logp
+
+    # -- sampling -----------------------------------------------------------------------------
+    def inverse(self, z: Tensor) -> Tensor:
+        """Map latents back to data by the reverse solve T -> 0. z: [n, *shape] -> [n, *shape].
+
+        Gradients, if enabled, flow by backpropagation through the solver (torchdyn's adjoint
+        does not support reversed time spans).
+        """
+        options = replace(self.options, sensitivity="autograd")
+        flat = z.reshape(z.shape[0], self.dynamics.dim)
+        sol = solve(self._ode(options, 0), self.dynamics, flat, self._t_span(self.T, 0.0, options))
+        return sol[-1].reshape(z.shape)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Draw ``n`` samples: Tensor[n, *shape] (no gradient)."""
+        ref = next(self.parameters())
+        z = torch.randn(n, *self.event_shape, generator=generator).to(ref)
+        return self.inverse(z)
+
+    @torch.no_grad()
+    def trajectory(self, x: Tensor, t_span: Tensor) -> Tensor:
+        """States along the flow at times ``t_span`` (increasing: data -> latent; decreasing:
+        latent -> data). Fixed-step solvers step exactly on ``t_span``.
+        x: [n, *shape] -> [len(t_span), n, *shape]."""
+        options = replace(self.options, sensitivity="autograd")
+        flat = x.reshape(x.shape[0], self.dynamics.dim)
+        sol = solve(self._ode(options, 0), self.dynamics, flat, t_span.to(flat))
+        return sol.reshape(len(t_span), *x.shape)

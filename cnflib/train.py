@@ -1,0 +1,264 @@
+"""Training on PyTorch Lightning: one loop for every model in the collection.
+
+:func:`fit` trains any ``nn.Module`` on minibatches drawn from in-memory tensors with a loss
+function ``loss(model, batch) -> (loss, metrics)``. Minibatch ``k`` and the random numbers used
+at step ``k`` (e.g. Hutchinson noise) are seeded by ``(seed, k)``, so a run resumed from a
+checkpoint takes exactly the steps an uninterrupted run takes. Checkpoints hold only tensors and
+numbers and load with ``torch.load(..., weights_only=True)``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from cnflib._validation import check_choice
+from cnflib.odes import CountingField
+
+Batch = Union[Tensor, tuple[Tensor, ...]]
+LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def flow_loss(weights: Optional[dict[str, float]] = None) -> LossFn:
+    """Loss of a flow: mean NLL (nats) plus ``sum_j weights[j] * mean(regularizer_j)``.
+
+    The metrics report ``nll`` and every integrated regularizer (weighted or not).
+    """
+    weights = dict(weights or {})
+
+    def loss(model: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, float]]:
+        from cnflib.models.cnf import standard_normal_log_prob
+
+        out = model(x)
+        nll = -(standard_normal_log_prob(out.z) + out.delta_logp).mean()
+        total = nll
+        metrics = {"nll": nll.item()}
+        for name, value in out.regularizers.items():
+            metrics[name] = value.mean().item()
+            total = total + weights.get(name, 0.0) * value.mean()
+        unknown = set(weights) - set(out.regularizers)
+        if unknown:
+            raise ValueError(f"weights given for unknown regularizers {sorted(unknown)}; the model integrates {sorted(out.regularizers)}")
+        return total, metrics
+
+    return loss
+
+
+def nfe_totals(model: nn.Module) -> tuple[int, int]:
+    """Cumulative (forward, backward) function evaluations of every ODE in ``model``."""
+    fields = [m for m in model.modules() if isinstance(m, CountingField)]
+    return sum(f.total_forward for f in fields), sum(f.total_backward for f in fields)
+
+
+class _StepIndices(Dataset):
+    """The dataset of step numbers ``start .. stop-1``; each step draws its own minibatch."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        self.start, self.stop = start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, i: int) -> int:
+        return self.start + i
+
+
+def _draw_batch(data: Sequence[Tensor], batch_size: int, seed: int, step: int) -> Batch:
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    idx = torch.randint(len(data[0]), (batch_size,), generator=generator)
+    batch = tuple(d[idx] for d in data)
+    return batch[0] if len(batch) == 1 else batch
+
+
+class FitModule(pl.LightningModule):
+    """The LightningModule behind :func:`fit` (usable with any Lightning ``Trainer``)."""
+
+    def __init__(self, model: nn.Module, data: Sequence[Tensor], loss: LossFn, *, batch_size: int,
+                 lr: float, weight_decay: float, optimizer: str, seed: int, steps: int,
+                 lr_schedule: Optional[Callable[[int], float]] = None) -> None:
+        super().__init__()
+        self.model, self.data, self.loss_fn = model, data, loss
+        self.batch_size, self.lr, self.weight_decay, self.seed = batch_size, lr, weight_decay, seed
+        self.optimizer_name = check_choice("optimizer", optimizer, OPTIMIZERS)
+        self.steps, self.lr_schedule = steps, lr_schedule
+        self.start_step = 0
+        self.rows: list[dict[str, float]] = []
+        self.train_seconds = 0.0
+        self.optimizer_state: Optional[dict] = None
+        self.evaluate: Optional[Callable[[nn.Module], dict[str, float]]] = None
+        self.eval_every = 0
+        self.on_checkpoint: Optional[Callable[[int], None]] = None
+        self.checkpoint_every = 0
+
+    def configure_optimizers(self):
+        optimizer = OPTIMIZERS[self.optimizer_name](self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.optimizer_state is not None:
+            optimizer.load_state_dict(self.optimizer_state)
+        if self.lr_schedule is None:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_schedule, last_epoch=-1)
+        for _ in range(self.start_step):  # replay the schedule up to the resumed step
+            scheduler.step()
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(_StepIndices(self.start_step, self.steps), batch_size=None, shuffle=False)
+
+    def on_train_batch_start(self, step: Tensor, batch_idx: int) -> None:
+        self._t0, self._nfe0 = time.perf_counter(), nfe_totals(self.model)
+
+    def training_step(self, step: Tensor, batch_idx: int) -> Tensor:
+        step = int(step)
+        torch.manual_seed(self.seed * 1_000_003 + step)  # noise drawn inside the step
+        batch = _draw_batch(self.data, self.batch_size, self.seed, step)
+        loss, metrics = self.loss_fn(self.model, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the loss is {float(loss)} at step {step}: training stopped. Lower the learning "
+                "rate, tighten the solver tolerances or add regularization."
+            )
+        self._row = {"step": step + 1, "loss": loss.item(), **metrics,
+                     "nfe_forward": nfe_totals(self.model)[0] - self._nfe0[0]}
+        return loss
+
+    def on_train_batch_end(self, outputs, step: Tensor, batch_idx: int) -> None:
+        self.train_seconds += time.perf_counter() - self._t0
+        row = {**self._row, "nfe_backward": nfe_totals(self.model)[1] - self._nfe0[1], "seconds": self.train_seconds}
+        done = row["step"]
+        if self.evaluate is not None and (done == self.steps or (self.eval_every and done % self.eval_every == 0)):
+            was_training = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                row.update({f"eval_{k}": float(v) for k, v in self.evaluate(self.model).items()})
+            self.model.train(was_training)
+        self.rows.append(row)
+        if self.on_checkpoint is not None and (done == self.steps or (self.checkpoint_every and done % self.checkpoint_every == 0)):
+            self.on_checkpoint(done)
+
+
+class _ProgressBar(pl.Callback):
+    """A light tqdm bar (plain text, so executed notebooks stay small)."""
+
+    def __init__(self, total: int, initial: int, desc: Optional[str]) -> None:
+        self.bar = tqdm(total=total, initial=initial, desc=desc, file=sys.stderr, mininterval=2.0,
+                        ncols=100, leave=True)
+
+    def on_train_batch_end(self, trainer, module: FitModule, outputs, batch, batch_idx) -> None:
+        row = module._row
+        self.bar.set_postfix(loss=f"{row['loss']:.3f}", nfe=int(row["nfe_forward"]), refresh=False)
+        self.bar.update(1)
+
+    def on_train_end(self, trainer, module) -> None:
+        self.bar.close()
+
+
+def _history(rows: list[dict[str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows).set_index("step") if rows else pd.DataFrame()
+
+
+def save_checkpoint(path: Union[str, Path], module: FitModule, optimizer: torch.optim.Optimizer, step: int) -> None:
+    """Write model, optimizer, step and history (tensors and numbers only) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = sorted({k for row in module.rows for k in row})
+    history = {c: torch.tensor([row.get(c, math.nan) for row in module.rows], dtype=torch.float64) for c in columns}
+    state = {"model": module.model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+             "seed": module.seed, "train_seconds": module.train_seconds, "history": history}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Union[str, Path]) -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _rows_from(history: dict[str, Tensor]) -> list[dict[str, float]]:
+    columns = list(history)
+    n = len(history[columns[0]]) if columns else 0
+    rows = [{c: float(history[c][i]) for c in columns if not math.isnan(float(history[c][i]))} for i in range(n)]
+    for row in rows:
+        row["step"] = int(row["step"])
+    return rows
+
+
+def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, loss: Optional[LossFn] = None,
+        batch_size: int = 100, lr: float = 1e-3, weight_decay: float = 0.0, optimizer: str = "adam",
+        lr_schedule: Optional[Callable[[int], float]] = None, seed: int = 0,
+        evaluate: Optional[Callable[[nn.Module], dict[str, float]]] = None, eval_every: int = 0,
+        checkpoint: Union[str, Path, None] = None, checkpoint_every: int = 0,
+        max_grad_norm: Optional[float] = None, progress: bool = True, desc: Optional[str] = None,
+        accelerator: str = "cpu", devices: Union[int, str] = 1, strategy: str = "auto") -> pd.DataFrame:
+    """Train ``model`` for ``steps`` minibatch steps and return its history.
+
+    Arguments:
+        model: any module; for flows the default ``loss`` is :func:`flow_loss` (mean NLL).
+        data: a tensor [N, ...] or tensors sharing their first dimension (e.g. ``(x, y)``).
+        loss: ``loss(model, batch) -> (loss, metrics)``.
+        lr_schedule: multiplier of ``lr`` as a function of the step (``LambdaLR``).
+        evaluate: ``evaluate(model) -> metrics``, run without gradient every ``eval_every``
+            steps and after the last one, logged with an ``eval_`` prefix.
+        checkpoint: a file; if it exists, training resumes from it (nothing lost) or, if it is
+            complete, is skipped and its stored history returned ("train or load").
+        accelerator, devices, strategy: passed to Lightning's ``Trainer``.
+
+    Returns:
+        A DataFrame indexed by step: loss, metrics, nfe_forward, nfe_backward, seconds
+        (cumulative training wall time) and the ``eval_*`` columns.
+
+    Raises:
+        FloatingPointError: the loss became NaN or infinite.
+    """
+    data = (data,) if isinstance(data, Tensor) else tuple(data)
+    module = FitModule(model, data, loss or flow_loss(), batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                       optimizer=optimizer, seed=seed, steps=steps, lr_schedule=lr_schedule)
+    module.evaluate, module.eval_every = evaluate, eval_every
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint)
+        model.load_state_dict(state["model"])
+        module.start_step, module.optimizer_state = int(state["step"]), state["optimizer"]
+        module.rows, module.train_seconds = _rows_from(state["history"]), float(state["train_seconds"])
+    if module.start_step >= steps:
+        return _history([r for r in module.rows if r["step"] <= steps])
+
+    callbacks: list[pl.Callback] = [_ProgressBar(steps, module.start_step, desc)] if progress else []
+    trainer = pl.Trainer(max_steps=steps - module.start_step, max_epochs=1, accelerator=accelerator, devices=devices,
+                         strategy=strategy, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                         gradient_clip_val=max_grad_norm, callbacks=callbacks)
+    if checkpoint is not None:
+        module.on_checkpoint = lambda step: save_checkpoint(checkpoint, module, trainer.optimizers[0], step)
+        module.checkpoint_every = checkpoint_every
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers|GPU available|TPU available|LitLogger|litlogger|treespec).*")
+        warnings.filterwarnings("ignore", category=UserWarning, module="(pytorch_)?lightning.*")
+        trainer.fit(module)
+    return _history(module.rows)
