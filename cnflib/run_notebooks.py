@@ -1,0 +1,112 @@
+"""Execute the notebook collection headless with papermill and print a results summary.
+
+    python -m cnflib.run_notebooks                         # every notebook, default parameters
+    python -m cnflib.run_notebooks --only 02 -p preset full # one notebook at paper scale
+
+Each notebook runs with ``CNFLIB_OUTPUT_DIR=<output>/<name>`` so that it writes its figures
+and ``metrics.json`` there, next to the executed copy. A failed notebook is reported and the
+others still run; the exit status is non-zero if any failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from cnflib.report import OUTPUT_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def discover(only: Optional[list[str]] = None) -> list[Path]:
+    """The collection's notebooks in order, optionally those whose name starts with an ``only`` prefix."""
+    found = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        chosen = [p for p in found if any(p.stem.startswith(o) for o in only)]
+        if not chosen:
+            names = ", ".join(p.stem for p in found)
+            raise SystemExit(f"no notebook matches {only}; notebooks: {names}")
+        return chosen
+    return found
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def run_one(notebook: Path, output: Path, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Execute one notebook; returns its summary row (name, status, seconds, metrics, error)."""
+    import papermill
+
+    folder = output / notebook.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    metrics_file = folder / "metrics.json"
+    metrics_file.unlink(missing_ok=True)
+    os.environ[OUTPUT_ENV] = str(folder)
+    start = time.perf_counter()
+    status, error = "ok", ""
+    try:
+        papermill.execute_notebook(str(notebook), str(folder / notebook.name), parameters=parameters,
+                                   cwd=str(notebook.parent), progress_bar=False, kernel_name="python3")
+    except Exception as exc:  # a failed notebook must not stop the others
+        status = "FAILED"
+        error = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+    finally:
+        os.environ.pop(OUTPUT_ENV, None)
+    seconds = time.perf_counter() - start
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    return {"notebook": notebook.stem, "status": status, "seconds": round(seconds, 1), "metrics": metrics, "error": error}
+
+
+def summary_table(rows: list[dict[str, Any]], max_metrics: int = 6) -> str:
+    """A markdown table: notebook, status, seconds, key metrics."""
+    lines = ["| notebook | status | seconds | key metrics |", "|---|---|---:|---|"]
+    for row in rows:
+        shown = ", ".join(f"{k}={_short(v)}" for k, v in list(row["metrics"].items())[:max_metrics])
+        if row["error"]:
+            shown = f"{row['error']} " + shown
+        lines.append(f"| {row['notebook']} | {row['status']} | {row['seconds']:.0f} | {shown} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, default=ROOT / "outputs", help="output folder (default: outputs/)")
+    parser.add_argument("--only", nargs="+", help="notebook name prefixes, e.g. 01 02_continuous")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="papermill parameter (JSON values), e.g. -p preset full -p seed 1")
+    args = parser.parse_args(argv)
+    parameters = {name: _parse_value(value) for name, value in args.parameter}
+    notebooks = discover(args.only)
+    rows = []
+    for notebook in notebooks:
+        print(f"[cnflib] running {notebook.stem} {parameters or ''}", file=sys.stderr, flush=True)
+        rows.append(run_one(notebook, args.output, parameters))
+        print(f"[cnflib]   {rows[-1]['status']} in {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
+    table = summary_table(rows)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "summary.md").write_text(table + "\n")
+    (args.output / "summary.json").write_text(json.dumps(rows, indent=2))
+    print(table)
+    failed = [r["notebook"] for r in rows if r["status"] != "ok"]
+    if failed:
+        print(f"\n{len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
