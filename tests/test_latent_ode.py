@@ -1,0 +1,125 @@
+"""Spiral generator (InfoCNF App. E), Latent ODE shapes, ELBO terms and gradients."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cnflib.data.timeseries import (A_MEAN, A_STD, B_MEAN, B_STD, make_spirals, spiral_paths,
+                                    standardize_labels)
+from cnflib.models.latent_ode import (LatentODE, PartitionedLatentODE, RecognitionRNN, elbo_loss, gaussian_kl,
+                                      gaussian_log_likelihood, trajectory_mse)
+
+
+def _tiny(n: int = 40, seed: int = 0):
+    return make_spirals(n, n_total=100, window=20, horizon=10, generator=torch.Generator().manual_seed(seed))
+
+
+def test_spiral_equations():
+    a, b = torch.tensor([1.1, 0.9]), torch.tensor([0.2, 0.3])
+    t, paths = spiral_paths(a, b, torch.tensor([True, False]), n_total=7, t_max=6 * math.pi)
+    assert t.shape == (7,) and paths.shape == (2, 7, 2)
+    theta = 6 * math.pi + 1 - t  # clockwise: decreasing angle
+    r = 1.1 + 0.2 * 50 / theta
+    torch.testing.assert_close(paths[0], torch.stack([r * torch.cos(theta) - 5, r * torch.sin(theta)], 1))
+    r = 0.9 + 0.3 * t
+    torch.testing.assert_close(paths[1], torch.stack([r * torch.cos(t) + 5, r * torch.sin(t)], 1))
+
+
+def test_spiral_directions_turn_as_labelled():
+    _, paths = spiral_paths(torch.ones(2), torch.full((2,), 0.25), torch.tensor([True, False]), n_total=200)
+    centred = paths - torch.tensor([[[-5.0, 0.0]], [[5.0, 0.0]]])
+    d = centred[:, 1:] - centred[:, :-1]
+    cross = centred[:, :-1, 0] * d[..., 1] - centred[:, :-1, 1] * d[..., 0]  # > 0: counter-clockwise
+    assert (cross[0] < 0).all() and (cross[1] > 0).all()
+
+
+def test_label_distribution_and_split():
+    data = make_spirals(4000, n_total=100, window=20, horizon=10, test_fraction=0.25,
+                        generator=torch.Generator().manual_seed(1))
+    labels = torch.cat([data.train.labels, data.test.labels])
+    assert len(data.train) == 3000 and len(data.test) == 1000
+    assert abs(labels[:, 0].mean() - A_MEAN) < 0.01 and abs(labels[:, 0].std() - A_STD) < 0.005
+    assert abs(labels[:, 1].mean() - B_MEAN) < 0.003 and abs(labels[:, 1].std() - B_STD) < 0.002
+    assert (labels[:, 2] == 1).sum() == 2000 and (labels[:, 2].abs() == 1).all()  # exactly half each way
+    codes = standardize_labels(labels)
+    assert abs(codes[:, :2].mean()) < 0.05 and abs(codes[:, :2].std() - 1) < 0.05
+
+
+def test_windows_noise_and_future_follow_the_path():
+    data = make_spirals(300, n_total=100, window=20, horizon=10, noise_std=0.3, generator=torch.Generator().manual_seed(2))
+    s = data.train
+    assert s.observed.shape == s.truth.shape == (240, 20, 2) and s.future.shape == (240, 10, 2)
+    assert s.start.min() >= 0 and s.start.max() <= 100 - 30
+    noise = s.observed - s.truth
+    assert abs(noise.std() - 0.3) < 0.01 and abs(noise.mean()) < 0.01
+    _, paths = spiral_paths(s.labels[:, 0], s.labels[:, 1], s.labels[:, 2] < 0, n_total=100)
+    i = 7
+    torch.testing.assert_close(s.truth[i], paths[i, s.start[i]:s.start[i] + 20])
+    torch.testing.assert_close(s.future[i], paths[i, s.start[i] + 20:s.start[i] + 30])
+    dt = 6 * math.pi / 99
+    torch.testing.assert_close(data.t_all, dt * torch.arange(30.0))
+
+
+def test_bad_sizes_raise():
+    with pytest.raises(ValueError, match="exceeds"):
+        make_spirals(10, n_total=50, window=40, horizon=20)
+    with pytest.raises(ValueError, match="unknown cell"):
+        RecognitionRNN(cell="lstm")
+
+
+def test_kl_and_log_likelihood_closed_forms():
+    q_m, q_s = torch.tensor([[0.5, -1.0]]), torch.tensor([[2.0, 0.5]])
+    p_m, p_s = torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 2.0]])
+    expected = sum(math.log(ps / qs) + (qs**2 + (qm - pm) ** 2) / (2 * ps**2) - 0.5
+                   for qm, qs, pm, ps in zip([0.5, -1.0], [2.0, 0.5], [0.0, 1.0], [1.0, 2.0]))
+    torch.testing.assert_close(gaussian_kl(q_m, q_s, p_m, p_s), torch.tensor([expected]))
+    torch.testing.assert_close(gaussian_kl(p_m, p_s, p_m, p_s), torch.zeros(1))
+    x, mean = torch.randn(3, 4, 2), torch.randn(3, 4, 2)
+    ref = torch.distributions.Normal(mean, 0.3).log_prob(x).sum((1, 2))
+    torch.testing.assert_close(gaussian_log_likelihood(x, mean, 0.3), ref)
+
+
+@pytest.mark.parametrize("cls", [LatentODE, PartitionedLatentODE])
+def test_shapes(cls):
+    torch.manual_seed(0)
+    data = _tiny()
+    model = cls(cell="gru") if cls is LatentODE else cls()
+    x = data.train.observed[:6]
+    mean, std = model.encoder(x)
+    assert mean.shape == std.shape == (6, 5) and (std > 0).all()
+    out = model(x, data.t_all)
+    assert out.x_mean.shape == (6, 30, 2) and out.z.shape == (6, 30, 5)
+    assert model.dynamics.nfe_forward == 4 * 29  # rk4: one step between consecutive requested times
+    metrics = trajectory_mse(model, data.test.observed, data.t_observed, data.test.truth, data.t_future,
+                             data.test.future, batch_size=3)
+    assert set(metrics) == {"recon_mse", "extrap_mse"} and all(math.isfinite(v) for v in metrics.values())
+
+
+def test_partitioned_prior():
+    torch.manual_seed(0)
+    model = PartitionedLatentODE()
+    y = standardize_labels(_tiny().train.labels[:4])
+    mean, std = model.prior(y, 4)
+    assert mean.shape == std.shape == (4, 5)
+    torch.testing.assert_close(mean[:, 3:], torch.zeros(4, 2))
+    torch.testing.assert_close(std[:, 3:], torch.ones(4, 2))
+    assert not torch.allclose(mean[:, :3], mean[:1, :3].expand(4, 3))  # the code's prior depends on y
+    assert model.predict_labels(torch.randn(4, 5)).shape == (4, 3)
+    with pytest.raises(ValueError, match="labels"):
+        model.prior(None, 4)
+
+
+@pytest.mark.parametrize("cls", [LatentODE, PartitionedLatentODE])
+def test_elbo_finite_and_gradients_reach_every_parameter(cls):
+    torch.manual_seed(0)
+    data = _tiny()
+    model = cls()
+    batch = (data.train.observed[:8], standardize_labels(data.train.labels[:8]))
+    loss, metrics = elbo_loss(data.t_observed)(model, batch)
+    assert torch.isfinite(loss) and math.isfinite(metrics["neg_elbo"]) and metrics["kl"] >= 0
+    assert ("head_mse" in metrics) == (cls is PartitionedLatentODE)
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
