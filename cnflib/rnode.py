@@ -1,0 +1,107 @@
+"""Vanilla FFJORD vs RNODE on a 2-D toy set: one training run and its measurements.
+
+Used by ``notebooks/03_rnode.ipynb`` and ``benchmarks/rnode_time_to_nll.py`` so that both
+train, evaluate and account NFE in exactly the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from cnflib.data import toy
+from cnflib.models import CNF, ConcatSquashMLP
+from cnflib.regularizers import rnode
+from cnflib.straightness import kinetic_ratio, straightness
+from cnflib.train import fit, flow_loss
+
+
+@dataclass
+class FlowRun:
+    """A trained flow, its training history (see :func:`cnflib.train.fit`) and its test points."""
+
+    label: str
+    model: CNF
+    history: pd.DataFrame
+    x_test: Tensor
+
+    @property
+    def total_nfe(self) -> int:
+        """Forward plus backward function evaluations over the whole training run."""
+        return int(self.history.nfe_forward.sum() + self.history.nfe_backward.sum())
+
+
+def toy_split(dataset: str, n_train: int, n_test: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Independent train [n_train, 2] and test [n_test, 2] draws of a toy set."""
+    train = toy.sample(dataset, n_train, torch.Generator().manual_seed(seed))
+    test = toy.sample(dataset, n_test, torch.Generator().manual_seed(10_000 + seed))
+    return train, test
+
+
+@torch.no_grad()
+def test_nll(model: CNF, x: Tensor, **solver) -> tuple[float, int]:
+    """Mean NLL (nats) of ``x`` [n, D] and the forward NFE, under temporary solver settings
+    (e.g. ``atol=1e-6, rtol=1e-6`` or ``solver="rk4", steps=4``)."""
+    with model.solver_options(**solver):
+        nll = -model.log_prob(x).mean().item()
+        return nll, model.nfe_forward
+
+
+def train_toy_flow(dataset: str, *, kinetic: float = 0.0, jacobian: float = 0.0, steps: int = 500,
+                   hidden: Sequence[int] = (32, 32, 32), T: float = 1.0, tol: float = 1e-5,
+                   eval_tol: float = 1e-6, batch_size: int = 256, lr: float = 3e-3, seed: int = 0,
+                   n_train: int = 20_000, n_test: int = 2_000, eval_every: int = 0,
+                   label: Optional[str] = None) -> FlowRun:
+    """Train a CNF (exact trace, dopri5 at ``tol``, adjoint) with RNODE weights ``kinetic``,
+    ``jacobian`` (both 0: vanilla FFJORD). The history gets ``eval_nll`` / ``eval_nfe`` (test set,
+    dopri5 at ``eval_tol``) every ``eval_every`` steps and at the end."""
+    torch.manual_seed(seed)
+    x_train, x_test = toy_split(dataset, n_train, n_test, seed)
+    regularizers, weights = rnode(kinetic, jacobian)
+    model = CNF(ConcatSquashMLP(2, tuple(hidden)), trace="exact", T=T, atol=tol, rtol=tol,
+                regularizers=regularizers)
+
+    def evaluate(m: CNF) -> dict[str, float]:
+        nll, nfe = test_nll(m, x_test, atol=eval_tol, rtol=eval_tol)
+        return {"nll": nll, "nfe": nfe}
+
+    label = label or ("vanilla" if not weights else f"RNODE λK={kinetic:g} λJ={jacobian:g}")
+    history = fit(model, x_train, steps=steps, loss=flow_loss(weights), batch_size=batch_size, lr=lr,
+                  weight_decay=1e-5, seed=seed, evaluate=evaluate, eval_every=eval_every, progress=False,
+                  desc=f"{dataset} {label}")
+    return FlowRun(label, model, history, x_test)
+
+
+@torch.no_grad()
+def path_measures(model: CNF, x: Tensor, grid: int = 65) -> dict[str, float]:
+    """Mean straightness and kinetic ratio (see :mod:`cnflib.straightness`) of the paths from
+    ``x`` [n, D] over [0, T], sampled by rk4 with ``grid - 1`` steps."""
+    t_span = torch.linspace(0.0, model.T, grid)
+    with model.solver_options(solver="rk4", steps=grid - 1):
+        traj = model.trajectory(x, t_span)
+    return {"straightness": straightness(traj).mean().item(), "kinetic_ratio": kinetic_ratio(traj).mean().item()}
+
+
+def summarize(runs: Sequence[FlowRun], eval_tol: float = 1e-6, cheap: Optional[dict] = None,
+              n_paths: int = 500) -> pd.DataFrame:
+    """One row per run: final test NLL (dopri5 at ``eval_tol``) and its NFE, the NLL under a cheap
+    fixed-step solve (default rk4 with 4 steps), total training NFE (forward, backward), late
+    forward NFE per iteration (last 10%), wall seconds and path straightness."""
+    cheap = cheap or {"solver": "rk4", "steps": 4}
+    rows = []
+    for run in runs:
+        h = run.history
+        tail = max(len(h) // 10, 1)
+        nll, nfe = test_nll(run.model, run.x_test, atol=eval_tol, rtol=eval_tol)
+        rows.append({
+            "run": run.label, "test_nll": nll, "eval_nfe": nfe,
+            "cheap_nll": test_nll(run.model, run.x_test, **cheap)[0],
+            "nfe_forward_total": int(h.nfe_forward.sum()), "nfe_backward_total": int(h.nfe_backward.sum()),
+            "nfe_total": run.total_nfe, "late_nfe_forward": float(h.nfe_forward.iloc[-tail:].mean()),
+            "seconds": float(h.seconds.iloc[-1]),
+            **path_measures(run.model, run.x_test[:n_paths]),
+        })
+    return pd.DataFrame(rows).set_index("run")
