@@ -141,7 +141,7 @@ class FitModule(pl.LightningModule):
         loss, metrics = self.loss_fn(self.model, batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"the loss is {float(loss)} at step {step}: training stopped. Lower the learning "
+                f"the loss is {loss.item()} at step {step}: training stopped. Lower the learning "
                 "rate, tighten the solver tolerances or add regularization."
             )
         self._row = {"step": step + 1, "loss": loss.item(), **metrics,

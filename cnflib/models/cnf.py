@@ -200,6 +200,17 @@ class CNF(nn.Module):
         finally:
             self.options = saved
 
+    @contextlib.contextmanager
+    def trace_estimator(self, trace: str) -> Iterator["CNF"]:
+        """Temporarily use another trace estimator, e.g. ``with cnf.trace_estimator("exact"):`` to
+        evaluate a flow trained with Hutchinson's estimator by its exact likelihood."""
+        saved = self.dynamics.trace
+        self.dynamics.trace = check_choice("trace estimator", trace, TRACES)
+        try:
+            yield self
+        finally:
+            self.dynamics.trace = saved
+
     def _ode(self, options: SolverOptions, n_extra: int) -> NeuralODE:
         atol, rtol = options.atol, options.rtol
         if not options.adaptive:  # torchdyn warns unless fixed-step solves get its default tolerances
