@@ -11,7 +11,8 @@ time-dependent MLP field (hidden 64-64, weights x3) on a batch of 2-D points:
   allocator effects and non-graph temporaries;
 * ``rel_diff``: ``||g - g_autograd|| / ||g_autograd||`` at the same tolerance.
 
-Run: ``python benchmarks/sensitivity.py`` (about a minute on 2 CPU cores); ``--help`` for options.
+Run: ``python benchmarks/sensitivity.py`` (about 50 s of CPU time, one thread; longer on a shared machine);
+``--help`` for options.
 """
 from __future__ import annotations
 
