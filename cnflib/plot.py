@@ -12,8 +12,14 @@ Bounds = tuple[float, float]
 
 
 def use_notebook_style(dpi: int = 80) -> None:
-    """Small PNG figures (notebooks stay light) in a clean seaborn style."""
+    """Small PNG figures (notebooks stay light) in a clean seaborn style, shown inline in Jupyter
+    even when ``MPLBACKEND`` says otherwise (headless runs set it to Agg)."""
     import seaborn as sns
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None and "inline" not in plt.get_backend():
+        shell.run_line_magic("matplotlib", "inline")
 
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
     plt.rcParams.update({"figure.dpi": dpi, "savefig.dpi": dpi, "figure.figsize": (6, 3.5), "image.cmap": "viridis"})
