@@ -5,8 +5,8 @@ the test NLL (dopri5 at ``--eval-tol``) is measured every ``--eval-every`` steps
 ``--target`` or, by default, the worse of the two runs' best NLL (so both reach it). Prints one
 table with the ratio RNODE / vanilla.
 
-    python benchmarks/rnode_time_to_nll.py                       # ~2 min on 2 CPU cores
-    python benchmarks/rnode_time_to_nll.py --dataset pinwheel --steps 1000 --threads 2
+    python benchmarks/rnode_time_to_nll.py                       # ~2 min on 2 idle CPU cores
+    python benchmarks/rnode_time_to_nll.py --dataset checkerboard --steps 1000 --kinetic 1 --jacobian 1
 """
 from __future__ import annotations
 
@@ -35,11 +35,11 @@ def reach(run: FlowRun, target: float) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="checkerboard")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--eval-every", type=int, default=25)
-    p.add_argument("--kinetic", type=float, default=1.0)
-    p.add_argument("--jacobian", type=float, default=1.0)
+    p.add_argument("--dataset", default="pinwheel")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--eval-every", type=int, default=20)
+    p.add_argument("--kinetic", type=float, default=0.3)
+    p.add_argument("--jacobian", type=float, default=0.3)
     p.add_argument("--T", type=float, default=1.0)
     p.add_argument("--tol", type=float, default=1e-5)
     p.add_argument("--eval-tol", type=float, default=1e-5)
