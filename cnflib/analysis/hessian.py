@@ -120,8 +120,8 @@ class HessianStats:
     n: int
 
     def as_dict(self) -> dict[str, float]:
-        return {"lambda_max": self.lambda_max, "trace": self.trace, "lambda_min": self.lambda_min,
-                "kappa": self.condition}
+        return {"lambda_max": self.lambda_max, "trace": self.trace, "trace_stderr": self.trace_stderr,
+                "lambda_min": self.lambda_min, "kappa": self.condition}
 
 
 def hessian_stats(hvp: HVP, n: int, *, power_iters: int = 50, trace_samples: int = 50, lanczos_steps: int = 30,
