@@ -101,10 +101,13 @@ def neural_ode(
 ) -> NeuralODE:
     """A torchdyn ``NeuralODE`` with every setting passed explicitly.
 
-    The adjoint solve uses the same solver and tolerances as the forward solve.
+    The adjoint solve uses the same solver and tolerances as the forward solve. Fixed-step
+    solvers ignore the tolerances (torchdyn warns on every solve unless they are its defaults).
     """
     check_choice("solver", solver, SOLVERS)
     check_choice("sensitivity", sensitivity, SENSITIVITIES)
+    if solver not in ADAPTIVE_SOLVERS:
+        atol, rtol = 1e-3, 1e-3
     stepper = rk4_solver() if solver == "rk4" else solver
     return NeuralODE(
         vector_field,

@@ -213,9 +213,7 @@ class CNF(nn.Module):
 
     def _ode(self, options: SolverOptions, n_extra: int) -> NeuralODE:
         atol, rtol = options.atol, options.rtol
-        if not options.adaptive:  # torchdyn warns unless fixed-step solves get its default tolerances
-            atol, rtol = 1e-3, 1e-3
-        elif n_extra > 1:  # keep the regularizer states out of the RMS error norm
+        if options.adaptive and n_extra > 1:  # keep the regularizer states out of the RMS error norm
             shrink = math.sqrt((self.dynamics.dim + 1) / (self.dynamics.dim + n_extra))
             atol, rtol = atol * shrink, rtol * shrink
         key = (options.solver, atol, rtol, options.sensitivity)

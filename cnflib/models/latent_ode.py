@@ -14,7 +14,6 @@ head predicts ``y`` from ``z_y``, and ``z_u ~ N(0, I)``.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
@@ -108,9 +107,7 @@ class LatentODE(nn.Module):
 
     def decode(self, z0: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """Evolve ``z0`` [n, L] over times ``t`` [T] and decode: (x_mean [n, T, obs_dim], z [n, T, L])."""
-        with warnings.catch_warnings():  # torchdyn warns on every solve that fixed-step solvers ignore tolerances
-            warnings.filterwarnings("ignore", message="Setting tolerances has no effect")
-            z = solve(self.ode, self.dynamics, z0, t).transpose(0, 1)
+        z = solve(self.ode, self.dynamics, z0, t).transpose(0, 1)
         return self.decoder(z), z
 
     def forward(self, x: Tensor, t: Tensor, sample: bool = True) -> LatentODEOutput:
