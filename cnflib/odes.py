@@ -9,7 +9,9 @@ torchdyn 1.0.6 pitfalls handled here (see ../shared/REFERENCES.md):
 * its ``vf.nfe`` counter never resets, so we keep our own forward/backward counters;
 * its ``rk4`` evaluates the stages k2, k3, k4 at t, t + h/2, t + h/2 instead of t + h/2, t + h/2,
   t + h (it indexes the nodes c = [0, 1/2, 1/2, 1] from the first), which makes it first order
-  for time-dependent fields: :func:`neural_ode` gives it the shifted nodes instead.
+  for time-dependent fields: :func:`neural_ode` gives it the shifted nodes instead;
+* its solvers' coefficients default to float32, which limits float64 solves to ~1e-8:
+  :func:`neural_ode` builds them in float64 (cast to the state's dtype at each solve).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 from torchdyn.core import NeuralODE
-from torchdyn.numerics.solvers.ode import RungeKutta4
+from torchdyn.numerics.solvers.ode import RungeKutta4, str_to_solver
 
 from cnflib._validation import check_choice
 
@@ -108,7 +110,8 @@ def neural_ode(
     check_choice("sensitivity", sensitivity, SENSITIVITIES)
     if solver not in ADAPTIVE_SOLVERS:
         atol, rtol = 1e-3, 1e-3
-    stepper = rk4_solver() if solver == "rk4" else solver
+    # float64 coefficients (torchdyn's default float32 ones put a ~1e-8 floor under float64 solves)
+    stepper = rk4_solver() if solver == "rk4" else str_to_solver(solver, torch.float64)
     return NeuralODE(
         vector_field,
         solver=stepper,

@@ -178,11 +178,8 @@ def restore_masks(model: nn.Module, state_dict: dict[str, Tensor]) -> nn.Module:
 
 def clone(model: nn.Module) -> nn.Module:
     """A deep copy of a (possibly pruned) model with its masks. ``copy.deepcopy`` alone fails
-    after a forward pass, because the pruned tensors (``orig * mask``) and the ``vf_params`` of
-    the torchdyn ODEs cached by :class:`~cnflib.models.CNF` are then graph outputs."""
+    after a forward pass, because the pruned tensors (``orig * mask``) are then graph outputs."""
     for module in model.modules():
-        if isinstance(getattr(module, "_odes", None), dict):
-            module._odes.clear()  # rebuilt on the next solve
         for name in [n[: -len("_mask")] for n, _ in module.named_buffers(recurse=False) if n.endswith("_mask")]:
             setattr(module, name, effective(module, name))  # recomputed by the mask hook on every forward
     return copy.deepcopy(model)

@@ -163,3 +163,13 @@ def test_unknown_options_list_the_valid_ones(kwargs, match):
 def test_unknown_activation_lists_the_valid_ones():
     with pytest.raises(ValueError, match="valid: tanh, softplus"):
         ConcatSquashMLP(2, activation="gelu2")
+
+
+def test_a_used_flow_can_be_deep_copied():
+    import copy
+
+    cnf = CNF(ConcatSquashMLP(2, hidden=(8,)))
+    x = torch.randn(4, 2)
+    expected = cnf.log_prob(x)
+    twin = copy.deepcopy(cnf)
+    torch.testing.assert_close(twin.log_prob(x), expected)

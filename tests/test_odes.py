@@ -62,3 +62,10 @@ def test_budget_raises_on_a_stiff_solve():
 def test_unknown_settings_raise(kwargs):
     with pytest.raises(ValueError, match="valid: "):
         neural_ode(nn.Linear(2, 2), **kwargs)
+
+
+def test_float64_adaptive_solves_are_not_limited_by_float32_coefficients():
+    field = BudgetedField(TimeField())
+    ode = neural_ode(field, solver="dopri5", atol=1e-12, rtol=1e-12, sensitivity="autograd")
+    end = solve(ode, field, torch.ones(1, 1, dtype=torch.float64), torch.tensor([0.0, 2.0], dtype=torch.float64))[-1]
+    assert abs(end.item() - math.exp(math.sin(2.0))) < 1e-8  # float32 coefficients stop at 5e-8

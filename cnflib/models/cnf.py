@@ -171,6 +171,12 @@ class CNF(nn.Module):
         self.T = float(T)
         self._odes: dict[tuple, NeuralODE] = {}
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave out the cached torchdyn solvers (rebuilt on first use)."""
+        state = self.__dict__.copy()
+        state["_odes"] = {}
+        return state
+
     # -- settings -------------------------------------------------------------------------
     @property
     def vector_field(self) -> nn.Module:
