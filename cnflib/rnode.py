@@ -34,13 +34,6 @@ class FlowRun:
         return int(self.history.nfe_forward.sum() + self.history.nfe_backward.sum())
 
 
-def toy_split(dataset: str, n_train: int, n_test: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Independent train [n_train, 2] and test [n_test, 2] draws of a toy set."""
-    train = toy.sample(dataset, n_train, torch.Generator().manual_seed(seed))
-    test = toy.sample(dataset, n_test, torch.Generator().manual_seed(10_000 + seed))
-    return train, test
-
-
 @torch.no_grad()
 def test_nll(model: CNF, x: Tensor, **solver) -> tuple[float, int]:
     """Mean NLL (nats) of ``x`` [n, D] and the forward NFE, under temporary solver settings
@@ -59,7 +52,7 @@ def train_toy_flow(dataset: str, *, kinetic: float = 0.0, jacobian: float = 0.0,
     ``jacobian`` (both 0: vanilla FFJORD). The history gets ``eval_nll`` / ``eval_nfe`` (test set,
     dopri5 at ``eval_tol``) every ``eval_every`` steps and at the end."""
     torch.manual_seed(seed)
-    x_train, x_test = toy_split(dataset, n_train, n_test, seed)
+    x_train, x_test = toy.splits(dataset, n_train, n_test, seed)
     regularizers, weights = rnode(kinetic, jacobian)
     model = CNF(ConcatSquashMLP(2, tuple(hidden)), trace="exact", T=T, atol=tol, rtol=tol,
                 regularizers=regularizers)
