@@ -34,7 +34,7 @@ def test_notebook_shape(path):
     assert all(c.get("outputs") is not None for c in code)
     assert any(c["outputs"] for c in code), "outputs are stored"
     assert not any(o.get("output_type") == "error" for c in code for o in c["outputs"])
-    assert any(re.search(r"^assert ", "".join(c["source"]), re.M) for c in code), "asserts on measured effects"
+    assert any(re.search(r"^\s*assert ", "".join(c["source"]), re.M) for c in code), "asserts on measured effects"
     assert path.stat().st_size < 2_000_000
     counts = [c["execution_count"] for c in code if c["execution_count"] is not None]
     assert counts == sorted(counts), "executed top to bottom"
