@@ -45,7 +45,7 @@ def record_metrics(**metrics) -> dict:
     path = folder / "metrics.json"
     merged = json.loads(path.read_text()) if path.exists() else {}
     merged.update(clean)
-    path.write_text(json.dumps(merged, indent=2, sort_keys=True))
+    path.write_text(json.dumps(merged, indent=2))  # insertion order: the first recorded are the key ones
     return merged
 
 
