@@ -20,6 +20,14 @@ def grid_mass(log_prob: Callable[[Tensor], Tensor], bounds: tuple[float, float],
     return sum(log_prob(p).exp().sum().item() for p in points.split(chunk)) * cell
 
 
+@torch.no_grad()
+def mean_nll(model, x: Tensor, **solver) -> tuple[float, int]:
+    """Mean NLL (nats) of ``x`` [n, ...] under a flow and the forward NFE it took, with temporary
+    solver settings (e.g. ``atol=1e-5, rtol=1e-5`` or ``solver="rk4", steps=4``)."""
+    with model.solver_options(**solver):
+        return -model.log_prob(x).mean().item(), model.nfe_forward
+
+
 def gaussian_fit_log_prob(train: Tensor) -> Callable[[Tensor], Tensor]:
     """The maximum-likelihood Gaussian of ``train`` [n, d], as a log-density function [m, d] -> [m]."""
     mean = train.mean(0)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from cnflib.data import toy
+from cnflib.density import mean_nll
 from cnflib.models import CNF, ConcatSquashMLP
 from cnflib.regularizers import rnode
 from cnflib.straightness import kinetic_ratio, straightness
@@ -34,15 +35,6 @@ class FlowRun:
         return int(self.history.nfe_forward.sum() + self.history.nfe_backward.sum())
 
 
-@torch.no_grad()
-def test_nll(model: CNF, x: Tensor, **solver) -> tuple[float, int]:
-    """Mean NLL (nats) of ``x`` [n, D] and the forward NFE, under temporary solver settings
-    (e.g. ``atol=1e-6, rtol=1e-6`` or ``solver="rk4", steps=4``)."""
-    with model.solver_options(**solver):
-        nll = -model.log_prob(x).mean().item()
-        return nll, model.nfe_forward
-
-
 def train_toy_flow(dataset: str, *, kinetic: float = 0.0, jacobian: float = 0.0, steps: int = 500,
                    hidden: Sequence[int] = (32, 32, 32), T: float = 1.0, tol: float = 1e-5,
                    eval_tol: float = 1e-6, batch_size: int = 256, lr: float = 3e-3, seed: int = 0,
@@ -58,7 +50,7 @@ def train_toy_flow(dataset: str, *, kinetic: float = 0.0, jacobian: float = 0.0,
                 regularizers=regularizers)
 
     def evaluate(m: CNF) -> dict[str, float]:
-        nll, nfe = test_nll(m, x_test, atol=eval_tol, rtol=eval_tol)
+        nll, nfe = mean_nll(m, x_test, atol=eval_tol, rtol=eval_tol)
         return {"nll": nll, "nfe": nfe}
 
     label = label or ("vanilla" if not weights else f"RNODE λK={kinetic:g} λJ={jacobian:g}")
@@ -88,10 +80,10 @@ def summarize(runs: Sequence[FlowRun], eval_tol: float = 1e-6, cheap: Optional[d
     for run in runs:
         h = run.history
         tail = max(len(h) // 10, 1)
-        nll, nfe = test_nll(run.model, run.x_test, atol=eval_tol, rtol=eval_tol)
+        nll, nfe = mean_nll(run.model, run.x_test, atol=eval_tol, rtol=eval_tol)
         rows.append({
             "run": run.label, "test_nll": nll, "eval_nfe": nfe,
-            "cheap_nll": test_nll(run.model, run.x_test, **cheap)[0],
+            "cheap_nll": mean_nll(run.model, run.x_test, **cheap)[0],
             "nfe_forward_total": int(h.nfe_forward.sum()), "nfe_backward_total": int(h.nfe_backward.sum()),
             "nfe_total": run.total_nfe, "late_nfe_forward": float(h.nfe_forward.iloc[-tail:].mean()),
             "seconds": float(h.seconds.iloc[-1]),
