@@ -216,7 +216,8 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         evaluate: Optional[Callable[[nn.Module], dict[str, float]]] = None, eval_every: int = 0,
         checkpoint: Union[str, Path, None] = None, checkpoint_every: int = 0,
         max_grad_norm: Optional[float] = None, progress: bool = True, desc: Optional[str] = None,
-        accelerator: str = "cpu", devices: Union[int, str] = 1, strategy: str = "auto") -> pd.DataFrame:
+        accelerator: str = "cpu", devices: Union[int, str] = 1, strategy: str = "auto",
+        num_nodes: int = 1) -> pd.DataFrame:
     """Train ``model`` for ``steps`` minibatch steps and return its history.
 
     Arguments:
@@ -228,7 +229,7 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
             steps and after the last one, logged with an ``eval_`` prefix.
         checkpoint: a file; if it exists, training resumes from it (nothing lost) or, if it is
             complete, is skipped and its stored history returned ("train or load").
-        accelerator, devices, strategy: passed to Lightning's ``Trainer``.
+        accelerator, devices, strategy, num_nodes: passed to Lightning's ``Trainer``.
 
     Returns:
         A DataFrame indexed by step: loss, metrics, nfe_forward, nfe_backward, seconds
@@ -251,7 +252,7 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
 
     callbacks: list[pl.Callback] = [_ProgressBar(steps, module.start_step, desc)] if progress else []
     trainer = pl.Trainer(max_steps=steps - module.start_step, max_epochs=1, accelerator=accelerator, devices=devices,
-                         strategy=strategy, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         strategy=strategy, num_nodes=num_nodes, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
                          gradient_clip_val=max_grad_norm, callbacks=callbacks)
     if checkpoint is not None:
