@@ -1,6 +1,6 @@
 """Time-to-NLL: wall seconds and NFE for vanilla FFJORD and RNODE to reach a target test NLL.
 
-Both runs use the same data, seed, network, solver and budget (``cnflib.rnode.train_toy_flow``);
+Both runs use the same data, seed, network, solver and budget (``cnflib.rnode.train_flow``);
 the test NLL (dopri5 at ``--eval-tol``) is measured every ``--eval-every`` steps. The target is
 ``--target`` or, by default, the worse of the two runs' best NLL plus ``--slack`` nats (so both reach
 it before their last evaluation). Prints one
@@ -17,7 +17,7 @@ import math
 import pandas as pd
 import torch
 
-from cnflib.rnode import FlowRun, train_toy_flow
+from cnflib.rnode import FlowRun, train_flow
 
 
 def reach(run: FlowRun, target: float) -> dict[str, float]:
@@ -55,8 +55,8 @@ def main() -> None:
 
     common = dict(steps=a.steps, T=a.T, tol=a.tol, eval_tol=a.eval_tol, lr=a.lr, batch_size=a.batch_size,
                   seed=a.seed, eval_every=a.eval_every, n_test=1000)
-    runs = [train_toy_flow(a.dataset, **common),
-            train_toy_flow(a.dataset, kinetic=a.kinetic, jacobian=a.jacobian, **common)]
+    runs = [train_flow(a.dataset, **common),
+            train_flow(a.dataset, kinetic=a.kinetic, jacobian=a.jacobian, **common)]
     target = a.target if a.target is not None else max(r.history.eval_nll.min() for r in runs) + a.slack
     table = pd.DataFrame({r.label: reach(r, target) for r in runs}).T
     table["s_per_iter"] = [r.history.seconds.iloc[-1] / len(r.history) for r in runs]

@@ -1,7 +1,7 @@
 """Density checks and baselines: Riemann sums of a density, a Gaussian fit, trace-estimator variance."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -21,11 +21,21 @@ def grid_mass(log_prob: Callable[[Tensor], Tensor], bounds: tuple[float, float],
 
 
 @torch.no_grad()
-def mean_nll(model, x: Tensor, **solver) -> tuple[float, int]:
-    """Mean NLL (nats) of ``x`` [n, ...] under a flow and the forward NFE it took, with temporary
-    solver settings (e.g. ``atol=1e-5, rtol=1e-5`` or ``solver="rk4", steps=4``)."""
+def mean_nll(model, x: Tensor, batch_size: Optional[int] = None, **solver) -> tuple[float, float]:
+    """Mean NLL (nats) of ``x`` [n, ...] under a flow and the forward NFE per solve, with temporary
+    solver settings (e.g. ``atol=1e-5, rtol=1e-5`` or ``solver="rk4", steps=4``).
+
+    ``x`` is moved to the model's device and, if ``batch_size`` is given, solved in chunks of that
+    many points (the NFE is then the mean over chunks).
+    """
+    x = x.to(next(model.parameters()).device)
+    chunks = x.split(batch_size or len(x))
+    total, nfe = 0.0, 0
     with model.solver_options(**solver):
-        return -model.log_prob(x).mean().item(), model.nfe_forward
+        for chunk in chunks:
+            total -= model.log_prob(chunk).sum().item()
+            nfe += model.nfe_forward
+    return total / len(x), nfe / len(chunks)
 
 
 def gaussian_fit_log_prob(train: Tensor) -> Callable[[Tensor], Tensor]:

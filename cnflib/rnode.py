@@ -1,4 +1,4 @@
-"""Vanilla FFJORD vs RNODE on a 2-D toy set: one training run and its measurements.
+"""Vanilla FFJORD vs RNODE on a toy or tabular set: one training run and its measurements.
 
 Used by ``notebooks/03_rnode.ipynb`` and ``benchmarks/rnode_time_to_nll.py`` so that both
 train, evaluate and account NFE in exactly the same way.
@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from cnflib.data import toy
+from cnflib.data.vectors import vector_splits
 from cnflib.density import mean_nll
 from cnflib.models import CNF, ConcatSquashMLP
 from cnflib.regularizers import rnode
@@ -35,18 +35,18 @@ class FlowRun:
         return int(self.history.nfe_forward.sum() + self.history.nfe_backward.sum())
 
 
-def train_toy_flow(dataset: str, *, kinetic: float = 0.0, jacobian: float = 0.0, steps: int = 500,
-                   hidden: Sequence[int] = (32, 32, 32), T: float = 1.0, tol: float = 1e-5,
-                   eval_tol: float = 1e-6, batch_size: int = 256, lr: float = 3e-3, seed: int = 0,
-                   n_train: int = 20_000, n_test: int = 2_000, eval_every: int = 0,
-                   label: Optional[str] = None) -> FlowRun:
-    """Train a CNF (exact trace, dopri5 at ``tol``, adjoint) with RNODE weights ``kinetic``,
-    ``jacobian`` (both 0: vanilla FFJORD). The history gets ``eval_nll`` / ``eval_nfe`` (test set,
-    dopri5 at ``eval_tol``) every ``eval_every`` steps and at the end."""
+def train_flow(dataset: str, *, kinetic: float = 0.0, jacobian: float = 0.0, steps: int = 500,
+               hidden: Sequence[int] = (32, 32, 32), activation: str = "tanh", trace: str = "exact",
+               T: float = 1.0, tol: float = 1e-5, eval_tol: float = 1e-6, batch_size: int = 256, lr: float = 3e-3,
+               seed: int = 0, n_train: int = 20_000, n_test: int = 2_000, eval_every: int = 0,
+               label: Optional[str] = None) -> FlowRun:
+    """Train a CNF (dopri5 at ``tol``, adjoint) on ``dataset`` (see :func:`cnflib.data.vectors.vector_splits`) with RNODE
+    weights ``kinetic``, ``jacobian`` (both 0: vanilla FFJORD). The history gets ``eval_nll`` /
+    ``eval_nfe`` (test set, dopri5 at ``eval_tol``) every ``eval_every`` steps and at the end."""
     torch.manual_seed(seed)
-    x_train, x_test = toy.splits(dataset, n_train, n_test, seed)
+    x_train, x_test = vector_splits(dataset, n_train, n_test, seed)
     regularizers, weights = rnode(kinetic, jacobian)
-    model = CNF(ConcatSquashMLP(2, tuple(hidden)), trace="exact", T=T, atol=tol, rtol=tol,
+    model = CNF(ConcatSquashMLP(x_train.shape[1], tuple(hidden), activation), trace=trace, T=T, atol=tol, rtol=tol,
                 regularizers=regularizers)
 
     def evaluate(m: CNF) -> dict[str, float]:
