@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Optional, Union
 
 import torch
 
@@ -30,3 +30,19 @@ def resolve(preset: str, *, tutorial: dict[str, Any], full: dict[str, Any], **ov
 def default_device() -> torch.device:
     """CUDA if available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def configure_trainer(preset: str, accelerator: Optional[str] = None, devices: Union[int, str, None] = None,
+                      num_nodes: Optional[int] = None, strategy: Optional[str] = None) -> dict[str, Any]:
+    """Set the Lightning ``Trainer`` settings of every :func:`cnflib.train.fit` call in a notebook.
+
+    Named settings (papermill parameters) win; otherwise ``tutorial`` trains on the CPU and ``full``
+    on whatever accelerator is present (``auto``). In a notebook, multi-GPU data parallelism is
+    ``strategy="ddp_notebook"`` (Lightning's ``ddp`` cannot start from an interactive kernel).
+    Returns the settings now in force.
+    """
+    from cnflib.train import set_trainer_defaults
+
+    check_choice("preset", preset, PRESETS)
+    return set_trainer_defaults(accelerator=accelerator or ("auto" if preset == "full" else "cpu"), devices=devices,
+                                num_nodes=num_nodes, strategy=strategy)

@@ -30,6 +30,7 @@ from cnflib.odes import CountingField
 Batch = Union[Tensor, tuple[Tensor, ...]]
 LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+TRAINER_DEFAULTS: dict[str, Union[str, int]] = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto"}
 
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -44,6 +45,19 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def set_trainer_defaults(**settings: Union[str, int, None]) -> dict[str, Union[str, int]]:
+    """Set the Lightning ``Trainer`` settings that :func:`fit` uses when a call does not name them.
+
+    Keys: ``accelerator``, ``devices``, ``num_nodes``, ``strategy``; ``None`` leaves a setting as it
+    is. Notebooks call this once from their parameters, so that e.g. ``-p accelerator gpu -p devices 4
+    -p strategy ddp_notebook`` trains every model in them on four GPUs. Returns the settings now in force.
+    """
+    for key in settings:
+        check_choice("trainer setting", key, TRAINER_DEFAULTS)
+    TRAINER_DEFAULTS.update({k: v for k, v in settings.items() if v is not None})
+    return dict(TRAINER_DEFAULTS)
 
 
 def flow_loss(weights: Optional[dict[str, float]] = None) -> LossFn:
@@ -138,6 +152,7 @@ class FitModule(pl.LightningModule):
         step = int(step)
         torch.manual_seed(self.seed * 1_000_003 + step)  # noise drawn inside the step
         batch = _draw_batch(self.data, self.batch_size, self.seed, step)
+        batch = batch.to(self.device) if isinstance(batch, Tensor) else tuple(b.to(self.device) for b in batch)
         loss, metrics = self.loss_fn(self.model, batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -216,8 +231,8 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         evaluate: Optional[Callable[[nn.Module], dict[str, float]]] = None, eval_every: int = 0,
         checkpoint: Union[str, Path, None] = None, checkpoint_every: int = 0,
         max_grad_norm: Optional[float] = None, progress: bool = True, desc: Optional[str] = None,
-        accelerator: str = "cpu", devices: Union[int, str] = 1, strategy: str = "auto",
-        num_nodes: int = 1) -> pd.DataFrame:
+        accelerator: Optional[str] = None, devices: Union[int, str, None] = None, strategy: Optional[str] = None,
+        num_nodes: Optional[int] = None) -> pd.DataFrame:
     """Train ``model`` for ``steps`` minibatch steps and return its history.
 
     Arguments:
@@ -229,7 +244,8 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
             steps and after the last one, logged with an ``eval_`` prefix.
         checkpoint: a file; if it exists, training resumes from it (nothing lost) or, if it is
             complete, is skipped and its stored history returned ("train or load").
-        accelerator, devices, strategy, num_nodes: passed to Lightning's ``Trainer``.
+        accelerator, devices, strategy, num_nodes: passed to Lightning's ``Trainer``; ``None``
+            takes the value set by :func:`set_trainer_defaults` (``cpu``, 1 device, 1 node, ``auto``).
 
     Returns:
         A DataFrame indexed by step: loss, metrics, nfe_forward, nfe_backward, seconds
@@ -251,9 +267,10 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         return _history([r for r in module.rows if r["step"] <= steps])
 
     callbacks: list[pl.Callback] = [_ProgressBar(steps, module.start_step, desc)] if progress else []
-    trainer = pl.Trainer(max_steps=steps - module.start_step, max_epochs=1, accelerator=accelerator, devices=devices,
-                         strategy=strategy, num_nodes=num_nodes, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+    given = {"accelerator": accelerator, "devices": devices, "strategy": strategy, "num_nodes": num_nodes}
+    hardware = {**TRAINER_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
+    trainer = pl.Trainer(max_steps=steps - module.start_step, max_epochs=1, **hardware, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
                          gradient_clip_val=max_grad_norm, callbacks=callbacks)
     if checkpoint is not None:
         module.on_checkpoint = lambda step: save_checkpoint(checkpoint, module, trainer.optimizers[0], step)

@@ -76,3 +76,19 @@ def test_fit_trains_any_module_with_a_custom_loss():
 
     history = fit(model, (x, y), steps=200, loss=mse, lr=0.05, batch_size=32, progress=False)
     assert history["mse"].iloc[-1] < 1e-3
+
+
+def test_trainer_defaults_apply_to_fit_and_reject_unknown_settings(monkeypatch):
+    from cnflib import presets, train
+
+    monkeypatch.setattr(train, "TRAINER_DEFAULTS", dict(train.TRAINER_DEFAULTS))
+    with pytest.raises(ValueError, match="valid: accelerator, devices, num_nodes, strategy"):
+        train.set_trainer_defaults(gpus=2)
+    assert presets.configure_trainer("full")["accelerator"] == "auto"
+    settings = presets.configure_trainer("tutorial", devices=1)
+    assert settings == {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto"}
+    def squared_error(model, x):
+        return ((model(x) - x) ** 2).mean(), {}
+
+    history = train.fit(torch.nn.Linear(1, 1), torch.randn(16, 1), steps=2, loss=squared_error, progress=False)
+    assert len(history) == 2
