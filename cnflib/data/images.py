@@ -1,4 +1,5 @@
-"""Image data for the image flows: scikit-learn's 8x8 digits (ships with scikit-learn, no download).
+"""Image data for the image flows: scikit-learn's 8x8 digits (ships with scikit-learn, no download),
+MNIST and CIFAR-10 (``python -m cnflib.data download mnist cifar10``, read by torchvision).
 
 Images are kept as integer levels; a flow sees them through :func:`dequantize` (uniform noise,
 scaled into [0, 1)) and usually :func:`logit_transform`. Likelihoods of discrete images are
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -91,3 +93,49 @@ def bits_per_dim(nll_nats: Tensor, dims: int, levels: int) -> Tensor:
     ``nll + dims * log(levels)``.
     """
     return (nll_nats + dims * math.log(levels)) / (dims * math.log(2))
+
+
+def _torchvision_split(dataset: str, split: str, root: Optional[str | Path], validation_size: int) -> ImageSplit:
+    """Train/validation/test of torchvision's MNIST or CIFAR-10 read from the data directory (no download).
+
+    ``validation`` is the last ``validation_size`` images of torchvision's train set (in file
+    order), ``train`` the images before them.
+    """
+    check_choice("split", split, SPLITS)
+    from torchvision import datasets
+
+    from cnflib.data import download
+
+    base = download.require(dataset, root)
+    source = datasets.MNIST if dataset == "mnist" else datasets.CIFAR10
+    data = source(str(base), train=split != "test", download=False)
+    x = torch.as_tensor(data.data)
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # MNIST [n, H, W]; CIFAR [n, H, W, C]
+    y = torch.as_tensor(data.targets, dtype=torch.long)
+    if split != "test":
+        if not 0 <= validation_size < len(x):
+            raise ValueError(f"validation_size must be in [0, {len(x)}), got {validation_size}")
+        keep = slice(len(x) - validation_size, None) if split == "validation" else slice(0, len(x) - validation_size)
+        x, y = x[keep], y[keep]
+    return ImageSplit(x=x.contiguous(), y=y, levels=256)
+
+
+def mnist(split: str = "train", root: Optional[str | Path] = None, *, validation_size: int = 10_000) -> ImageSplit:
+    """MNIST as uint8 levels ``[n, 1, 28, 28]`` (256 levels): train 50,000, validation 10,000, test 10,000.
+
+    Read by torchvision from the data directory (``root``, else ``$CNFLIB_DATA``, else
+    ``<repo>/data/raw``); download with ``python -m cnflib.data download mnist``. The validation
+    split is the last ``validation_size`` training images, as in MAF; ``validation_size=0`` gives
+    all 60,000 as train (FFJORD and RNODE train on all of them and report test bits/dim).
+    """
+    return _torchvision_split("mnist", split, root, validation_size)
+
+
+def cifar10(split: str = "train", root: Optional[str | Path] = None, *, validation_size: int = 5_000) -> ImageSplit:
+    """CIFAR-10 as uint8 levels ``[n, 3, 32, 32]`` (256 levels): train 45,000, validation 5,000, test 10,000.
+
+    Read by torchvision (which checks each batch file's md5) from the data directory; download with
+    ``python -m cnflib.data download cifar10``. Validation = the last ``validation_size`` training
+    images; ``validation_size=0`` gives all 50,000 as train.
+    """
+    return _torchvision_split("cifar10", split, root, validation_size)
