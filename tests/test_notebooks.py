@@ -30,6 +30,8 @@ def test_notebook_shape(path):
     assert title.startswith("# ") and index_rows()[path.stem] in title, "first cell: '# NN · <index title>'"
     code = [c for c in cells if c["cell_type"] == "code"]
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert not [c for c in code if "injected-parameters" in c.get("metadata", {}).get("tags", [])], \
+        "no papermill-injected parameters are stored (run without -p before committing)"
     assert len(tagged) == 1 and 'preset = "tutorial"' in "".join(tagged[0]["source"])
     assert all(c.get("outputs") is not None for c in code)
     assert any(c["outputs"] for c in code), "outputs are stored"
