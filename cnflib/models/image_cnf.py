@@ -1,0 +1,187 @@
+"""FFJORD's multiscale image CNF (Grathwohl et al. 2019, §4; the ``odenvp`` model of rtqichen/ffjord).
+
+Each scale is a stack of :class:`~cnflib.models.cnf.CNF` blocks whose vector fields are small
+convolutional nets with time input (:class:`ConcatSquashConv2d` layers, softplus). Between scales
+the image is squeezed (``[C, H, W] -> [4C, H/2, W/2]``) and half of its channels are factored out
+to the latent code, as in RealNVP/Glow. The latent ``z`` [n, D] (``D = C * H * W``) is the last
+scale's output followed by the factored-out parts, deepest first: its leading coordinates are the
+ones that passed through every block (InfoCNF conditions its ``z_y`` on them).
+
+The flow acts on logit-space images (:func:`cnflib.data.images.logit_transform`); :func:`image_nll`
+adds the logit's log-det so that :func:`cnflib.data.images.bits_per_dim` reports bits/dim of the
+discrete images.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from cnflib.data.images import bits_per_dim, dequantize, logit_transform
+from cnflib.models.cnf import CNF, FlowOutput, standard_normal_log_prob
+from cnflib.models.vector_fields import make_activation
+
+# (block index, block, block input [n, C, H, W]) -> the block's FlowOutput; see cnflib.gates.
+BlockSolver = Callable[[int, CNF, Tensor], FlowOutput]
+
+
+class ConcatSquashConv2d(nn.Module):
+    """FFJORD's time-conditioned conv layer ``conv(z) * sigmoid(g(t)) + h(t)`` (3x3, same padding).
+    z: [n, c_in, H, W] -> [n, c_out, H, W]."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2)
+        self.gate = nn.Linear(1, c_out)
+        self.shift = nn.Linear(1, c_out, bias=False)
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        tt = torch.as_tensor(t).reshape(1, 1).to(z)
+        return self.conv(z) * torch.sigmoid(self.gate(tt))[..., None, None] + self.shift(tt)[..., None, None]
+
+
+class ConvODENet(nn.Module):
+    """The vector field of one image CNF block: ``f(t, z)``, z: [n, C, H, W] -> [n, C, H, W].
+
+    Arguments:
+        channels: C.
+        hidden: channel widths of the hidden layers (FFJORD images: 64-64-64).
+        activation: name in ``cnflib.models.ACTIVATIONS`` (FFJORD images: softplus).
+    """
+
+    def __init__(self, channels: int, hidden: Sequence[int] = (64, 64, 64), activation: str = "softplus") -> None:
+        super().__init__()
+        widths = [channels, *hidden, channels]
+        self.layers = nn.ModuleList(ConcatSquashConv2d(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.activations = nn.ModuleList(make_activation(activation) for _ in hidden)
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        for layer, act in zip(self.layers[:-1], self.activations):
+            z = act(layer(t, z))
+        return self.layers[-1](t, z)
+
+
+def squeeze(x: Tensor) -> Tensor:
+    """Space-to-depth: [n, C, H, W] -> [n, 4C, H/2, W/2] (a permutation: log-det 0)."""
+    n, c, h, w = x.shape
+    x = x.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
+    return x.reshape(n, 4 * c, h // 2, w // 2)
+
+
+def unsqueeze(x: Tensor) -> Tensor:
+    """Depth-to-space, the inverse of :func:`squeeze`: [n, 4C, H, W] -> [n, C, 2H, 2W]."""
+    n, c4, h, w = x.shape
+    c = c4 // 4
+    x = x.reshape(n, c, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
+    return x.reshape(n, c, 2 * h, 2 * w)
+
+
+def plain_solve(index: int, block: CNF, h: Tensor) -> FlowOutput:
+    """The default :data:`BlockSolver`: the block at its own solver settings."""
+    return block(h)
+
+
+@dataclass
+class MultiscaleOutput:
+    """``z`` [n, D] (flattened latent), ``delta_logp`` [n] (log-det of the whole map) and the
+    forward NFE of each block's latest solve."""
+
+    z: Tensor
+    delta_logp: Tensor
+    nfe: list[int] = field(default_factory=list)
+
+
+class MultiscaleCNF(nn.Module):
+    """FFJORD's multiscale CNF on images of shape ``(C, H, W)``.
+
+    Arguments:
+        shape: ``(C, H, W)``; ``H`` and ``W`` divisible by ``2 ** (scales - 1)``.
+        scales: number of scales; between two, squeeze and factor out half the channels.
+        blocks_per_scale: CNF blocks at each scale (FFJORD images: 2).
+        hidden, activation: of each block's :class:`ConvODENet`.
+        cnf_options: keyword arguments of every :class:`CNF` (trace, solver, atol, rtol,
+            sensitivity, T, regularizers, ...).
+    """
+
+    def __init__(self, shape: Sequence[int], scales: int = 2, blocks_per_scale: int = 1,
+                 hidden: Sequence[int] = (16, 16), activation: str = "softplus", **cnf_options) -> None:
+        super().__init__()
+        c, h, w = shape
+        if h % 2 ** (scales - 1) or w % 2 ** (scales - 1):
+            raise ValueError(f"image {h}x{w} cannot be squeezed {scales - 1} times")
+        self.shape = (c, h, w)
+        self.scales = scales
+        self.blocks = nn.ModuleList()
+        self.block_shapes: list[tuple[int, int, int]] = []
+        for s in range(scales):
+            for _ in range(blocks_per_scale):
+                self.blocks.append(CNF(ConvODENet(c, hidden, activation), (c, h, w), **cnf_options))
+                self.block_shapes.append((c, h, w))
+            c, h, w = 2 * c, h // 2, w // 2  # squeeze (4C) then factor out half (2C)
+        self.blocks_per_scale = blocks_per_scale
+
+    @property
+    def dim(self) -> int:
+        return math.prod(self.shape)
+
+    def forward(self, x: Tensor, solve_block: BlockSolver = plain_solve) -> MultiscaleOutput:
+        """Data to latent. x: [n, C, H, W] -> MultiscaleOutput (z [n, D], delta_logp [n], nfe).
+
+        ``solve_block(k, block, h)`` runs block ``k`` on its input ``h`` (e.g. with a gated
+        tolerance, :class:`cnflib.gates.ToleranceGates`); default: the block's own settings.
+        """
+        h, delta, parts, nfe = x, x.new_zeros(x.shape[0]), [], []
+        for k, block in enumerate(self.blocks):
+            out = solve_block(k, block, h)
+            h, delta = out.z, delta + out.delta_logp
+            nfe.append(block.nfe_forward)
+            last_of_scale = (k + 1) % self.blocks_per_scale == 0
+            if last_of_scale and k + 1 < len(self.blocks):
+                h = squeeze(h)
+                half = h.shape[1] // 2
+                parts.append(h[:, :half].flatten(1))
+                h = h[:, half:]
+        return MultiscaleOutput(torch.cat([h.flatten(1), *reversed(parts)], 1), delta, nfe)
+
+    @torch.no_grad()
+    def inverse(self, z: Tensor) -> Tensor:
+        """Latent to data (reverse solves). z: [n, D] -> [n, C, H, W]."""
+        n = z.shape[0]
+        shapes = [tuple(self.shape)]
+        for _ in range(self.scales - 1):
+            c, h, w = shapes[-1]
+            shapes.append((2 * c, h // 2, w // 2))  # after squeeze and factor-out
+        sizes = [math.prod(s) for s in shapes[1:]]  # factored-out part at the end of scale s = size of scale s + 1
+        chunks = list(z.split([sizes[-1] if sizes else z.shape[1], *reversed(sizes)], 1))
+        x = chunks.pop(0).reshape(n, *shapes[-1])
+        for k in reversed(range(len(self.blocks))):
+            last_of_scale = (k + 1) % self.blocks_per_scale == 0
+            if last_of_scale and k + 1 < len(self.blocks):
+                factored = chunks.pop(0).reshape(n, *x.shape[1:])
+                x = unsqueeze(torch.cat([factored, x], 1))
+            x = self.blocks[k].inverse(x)
+        return x
+
+
+def preprocess(x_levels: Tensor, levels: int, alpha: float = 0.05,
+               generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
+    """Integer images [n, C, H, W] -> (logit-space images [n, C, H, W], log|dy/dx| [n]) after
+    uniform dequantization into [0, 1) (:func:`cnflib.data.images.dequantize`)."""
+    return logit_transform(dequantize(x_levels, levels, generator), alpha)
+
+
+def image_nll(latent_log_prob: Tensor, delta_logp: Tensor, logit_log_det: Tensor) -> Tensor:
+    """NLL (nats) of the dequantized images in [0, 1): ``-(log p(z) + delta_logp + log|dy/dx|)``. All [n]."""
+    return -(latent_log_prob + delta_logp + logit_log_det)
+
+
+def unconditional_bits_per_dim(flow: MultiscaleCNF, x_levels: Tensor, levels: int, alpha: float = 0.05,
+                               generator: Optional[torch.Generator] = None,
+                               solve_block: BlockSolver = plain_solve) -> Tensor:
+    """Bits/dim of integer images [n, C, H, W] under a standard normal latent: [n]."""
+    y, log_det = preprocess(x_levels, levels, alpha, generator)
+    out = flow(y, solve_block)
+    return bits_per_dim(image_nll(standard_normal_log_prob(out.z), out.delta_logp, log_det), flow.dim, levels)
