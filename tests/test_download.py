@@ -260,3 +260,16 @@ def test_cli_list_and_unknown_names(tmp_path, capsys):
     assert "invalid choice" in capsys.readouterr().err
     with pytest.raises(ValueError, match="valid: power, gas"):
         dl.download("imagenet")
+
+
+def test_cli_fetches_a_shared_archive_once_and_reports_the_failure(server, tmp_path, monkeypatch, capsys):
+    handler, url = server
+    handler.files["/data.tar.gz"] = b"not the MAF archive"  # fails the recorded md5 in data/checksums.json
+    maf = dl.Resource(dl.MAF.path, (url + "/data.tar.gz",), "tar", dl.MAF.outputs)
+    for name in ("power", "gas"):
+        monkeypatch.setitem(dl.DATASETS, name, dl.Dataset("", "", (maf,), dl.DATASETS[name].files))
+    assert main(["download", "power", "gas", "--root", str(tmp_path), "--no-progress"]) == 1
+    assert len(handler.seen) == 1
+    err = capsys.readouterr().err
+    assert "power: FAILED" in err and "md5" in err and "gas: FAILED" in err
+    assert (tmp_path / "maf" / "data.tar.gz.corrupt").is_file() and not (tmp_path / "maf" / "power").exists()

@@ -32,13 +32,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
 
     names = dl.NAMES if "all" in args.names else dict.fromkeys(args.names)
-    failed = 0
+    failed: set[str] = set()  # resource paths; the five MAF sets share one archive, fetched (or failed) once
     for name in names:
+        shared = {r.path for r in dl.DATASETS[name].resources} & failed
+        if shared:
+            print(f"{name}: FAILED: {', '.join(sorted(shared))} failed above", file=sys.stderr)
+            continue
         try:
             files = dl.download(name, args.root, record_checksum=args.record_checksum, progress=not args.no_progress)
             print(f"{name}: ready ({len(files)} files in {dl.data_dir(args.root)})")
         except OSError as error:
-            failed += 1
+            failed.update(r.path for r in dl.DATASETS[name].resources)
             print(f"{name}: FAILED: {error}", file=sys.stderr)
     return 1 if failed else 0
 
