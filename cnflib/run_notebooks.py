@@ -49,10 +49,17 @@ def _short(value: Any) -> str:
 
 
 def run_one(notebook: Path, output: Path, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Execute one notebook; returns its summary row (name, status, seconds, metrics, error)."""
+    """Execute one notebook into ``output/<name>``; returns its summary row (see :func:`execute`)."""
+    return execute(notebook, output / notebook.stem, parameters)
+
+
+def execute(notebook: Path, folder: Path, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Execute ``notebook`` into ``folder`` (executed copy, metrics.json, figures).
+
+    Returns its summary row: notebook, status ("ok" or "FAILED"), seconds, metrics, error.
+    """
     import papermill
 
-    folder = output / notebook.stem
     folder.mkdir(parents=True, exist_ok=True)
     metrics_file = folder / "metrics.json"
     metrics_file.unlink(missing_ok=True)
