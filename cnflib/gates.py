@@ -46,10 +46,15 @@ def reinforce_surrogate(log_probs: Tensor, returns: Tensor, baseline: Optional[T
 
 class _GateHead(nn.Module):
     """Maps features [n, h] to (mean, log_std) of the log tolerance, each [n]; starts at the
-    geometric middle of ``[low, high]`` with standard deviation ``init_std`` (in log units)."""
+    geometric middle of ``[low, high]`` with standard deviation ``init_std`` (in log units).
 
-    def __init__(self, width: int, low: float, high: float, init_std: float) -> None:
+    ``gain`` multiplies the pre-activation of the mean: under Adam it acts as a ``gain``-times
+    larger learning rate for the mean (``cnflib.train.fit`` has one learning rate for all).
+    """
+
+    def __init__(self, width: int, low: float, high: float, init_std: float, gain: float = 1.0) -> None:
         super().__init__()
+        self.gain = float(gain)
         if not TOL_MIN <= low < high <= TOL_MAX:
             raise ValueError(f"the tolerance range [{low}, {high}] must lie within [{TOL_MIN}, {TOL_MAX}]")
         self.log_low, self.log_high = math.log(low), math.log(high)
@@ -60,17 +65,18 @@ class _GateHead(nn.Module):
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         a, s = self.out(features).unbind(1)
-        mean = self.log_low + (self.log_high - self.log_low) * torch.sigmoid(a)
+        mean = self.log_low + (self.log_high - self.log_low) * torch.sigmoid(self.gain * a)
         return mean, s.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
 
 class MLPGate(nn.Module):
     """Gate for vector data: h [n, d] -> (mean [n], log_std [n]) of the log tolerance."""
 
-    def __init__(self, dim: int, hidden: int = 16, low: float = 1e-5, high: float = 1e-4, init_std: float = 0.5) -> None:
+    def __init__(self, dim: int, hidden: int = 16, low: float = 1e-5, high: float = 1e-4, init_std: float = 0.5,
+                 gain: float = 1.0) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU())
-        self.head = _GateHead(hidden, low, high, init_std)
+        self.head = _GateHead(hidden, low, high, init_std, gain)
 
     def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
         return self.head(self.body(h.flatten(1)))
@@ -79,10 +85,11 @@ class MLPGate(nn.Module):
 class ConvGate(nn.Module):
     """Gate for images (the original code's small conv net): h [n, C, H, W] -> (mean [n], log_std [n])."""
 
-    def __init__(self, channels: int, hidden: int = 8, low: float = 1e-5, high: float = 1e-4, init_std: float = 0.5) -> None:
+    def __init__(self, channels: int, hidden: int = 8, low: float = 1e-5, high: float = 1e-4, init_std: float = 0.5,
+                 gain: float = 1.0) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = _GateHead(hidden, low, high, init_std)
+        self.head = _GateHead(hidden, low, high, init_std, gain)
 
     def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
         return self.head(self.body(h))
@@ -161,9 +168,9 @@ class ToleranceGates(nn.Module):
 
 def image_gates(block_shapes: Sequence[Sequence[int]], **options) -> ToleranceGates:
     """:class:`ToleranceGates` with a :class:`ConvGate` per image block of shape ``(C, H, W)``.
-    ``options``: ``hidden``, ``low``, ``high``, ``init_std`` of the gates, then ``cost``, ``gamma``,
-    ``baseline_momentum`` of :class:`ToleranceGates`."""
-    gate_keys = {"hidden", "low", "high", "init_std"}
+    ``options``: ``hidden``, ``low``, ``high``, ``init_std``, ``gain`` of the gates, then ``cost``,
+    ``gamma``, ``baseline_momentum`` of :class:`ToleranceGates`."""
+    gate_keys = {"hidden", "low", "high", "init_std", "gain"}
     gate_options = {k: v for k, v in options.items() if k in gate_keys}
     rest = {k: v for k, v in options.items() if k not in gate_keys}
     return ToleranceGates([ConvGate(shape[0], **gate_options) for shape in block_shapes], **rest)

@@ -94,15 +94,18 @@ class ImageFlowModel(nn.Module):
 
 def build_model(kind: str, shape: Sequence[int], n_classes: int = 10, *, gated: bool = False, levels: int = 17,
                 scales: int = 2, blocks_per_scale: int = 1, hidden: Sequence[int] = (16, 16), tol: float = 1e-3,
-                trace: str = "hutchinson", sensitivity: str = "autograd", gate_range: tuple[float, float] = (1e-4, 1e-2),
-                gate_cost: float = 0.1, T: float = 1.0) -> ImageFlowModel:
+                trace: str = "hutchinson", sensitivity: str = "autograd",
+                gate_range: tuple[float, float] = (1e-6, 1e-4),
+                gate_cost: float = 0.1, gate_gain: float = 1.0, T: float = 1.0) -> ImageFlowModel:
     """A CCNF, InfoCNF or unconditional multiscale CNF (``kind`` in ``KINDS``), solved by dopri5
-    at ``tol`` (or, with ``gated``, at tolerances learned within ``gate_range``)."""
+    at ``tol`` (or, with ``gated``, at tolerances learned within ``gate_range``, gates' mean
+    pre-activation scaled by ``gate_gain``, NFE cost weight ``gate_cost``)."""
     check_choice("model kind", kind, KINDS)
     flow = MultiscaleCNF(shape, scales, blocks_per_scale, hidden, trace=trace, solver="dopri5", atol=tol, rtol=tol,
                          sensitivity=sensitivity, T=T)
     prior = {"ccnf": ccnf_prior, "infocnf": infocnf_prior}.get(kind)
-    gates = image_gates(flow.block_shapes, low=gate_range[0], high=gate_range[1], cost=gate_cost) if gated else None
+    gates = image_gates(flow.block_shapes, low=gate_range[0], high=gate_range[1], cost=gate_cost,
+                         gain=gate_gain) if gated else None
     return ImageFlowModel(flow, prior(flow.dim, n_classes) if prior else None, gates, levels)
 
 
