@@ -247,6 +247,8 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         accelerator, devices, strategy, num_nodes: passed to Lightning's ``Trainer``; ``None``
             takes the value set by :func:`set_trainer_defaults` (``cpu``, 1 device, 1 node, ``auto``).
 
+    The model is trained on the chosen accelerator and returned to the device it was given on.
+
     Returns:
         A DataFrame indexed by step: loss, metrics, nfe_forward, nfe_backward, seconds
         (cumulative training wall time) and the ``eval_*`` columns.
@@ -266,6 +268,7 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
     if module.start_step >= steps:
         return _history([r for r in module.rows if r["step"] <= steps])
 
+    home = next(model.parameters()).device
     callbacks: list[pl.Callback] = [_ProgressBar(steps, module.start_step, desc)] if progress else []
     given = {"accelerator": accelerator, "devices": devices, "strategy": strategy, "num_nodes": num_nodes}
     hardware = {**TRAINER_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
@@ -279,4 +282,5 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers|GPU available|TPU available|LitLogger|litlogger|treespec).*")
         warnings.filterwarnings("ignore", category=UserWarning, module="(pytorch_)?lightning.*")
         trainer.fit(module)
+    model.to(home)  # Lightning leaves the model on the CPU: return it where it was given
     return _history(module.rows)
