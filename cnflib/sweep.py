@@ -191,17 +191,15 @@ def run_point(notebook: Path, folder: Path, parameters: dict[str, Any]) -> dict[
     """Execute one point in ``<folder>.running``, then move it to ``folder`` or ``<folder>.failed``."""
     running, failed = folder.with_name(folder.name + ".running"), folder.with_name(folder.name + ".failed")
     shutil.rmtree(running, ignore_errors=True)
-    (running / "params.json").parent.mkdir(parents=True, exist_ok=True)
+    running.mkdir(parents=True)
     (running / "params.json").write_text(json.dumps(parameters, indent=2))
     row = run_notebooks.execute(notebook, running, parameters)
-    if row["status"] == "ok":
-        if not (running / "metrics.json").exists():
-            (running / "metrics.json").write_text("{}")
-        shutil.rmtree(failed, ignore_errors=True)
-        running.rename(folder)
-    else:
-        shutil.rmtree(failed, ignore_errors=True)
-        running.rename(failed)
+    if row["status"] == "ok" and not (running / "metrics.json").exists():
+        (running / "metrics.json").write_text("{}")
+    target = folder if row["status"] == "ok" else failed
+    for stale in (folder, failed):
+        shutil.rmtree(stale, ignore_errors=True)
+    running.rename(target)
     return row
 
 
@@ -327,8 +325,12 @@ def plot_results(table, metrics: list[str], path: Path, max_panels: int = 6) -> 
     groups = [c for c in table.columns if c != "n" and not c.endswith(("_mean", "_std"))]
     labels = [", ".join(f"{g}={row[g]}" for g in groups) or "all" for _, row in table.iterrows()]
     shown = metrics[:max_panels]
-    fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(3.2 * max(len(shown), 1), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], shown):
+    cols = min(max(len(shown), 1), 3)
+    rows = -(-max(len(shown), 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(shown):]:
+        ax.axis("off")
+    for ax, metric in zip(axes.flat, shown):
         ax.errorbar(range(len(table)), table[f"{metric}_mean"], yerr=table[f"{metric}_std"].fillna(0),
                     fmt="o", capsize=3)
         ax.set_xticks(range(len(table)), labels, rotation=60, ha="right", fontsize=7)
