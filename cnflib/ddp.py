@@ -22,18 +22,42 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from cnflib.train import Batch, LossFn
 
 
+class _HistoryLauncher(_MultiProcessingLauncher):
+    """Lightning's fork/spawn launcher, also carrying fit's history (rank 0's rows) back to the main process.
+
+    Without it a notebook's ``fit`` under ``ddp_notebook`` returns trained weights but an empty history.
+    """
+
+    def get_extra_results(self, trainer) -> dict[str, Any]:
+        module = trainer.lightning_module
+        return {**super().get_extra_results(trainer), "cnflib_history": (list(module.rows), module.train_seconds)}
+
+    def update_main_process_results(self, trainer, extra: dict[str, Any]) -> None:
+        rows, seconds = extra.pop("cnflib_history")
+        super().update_main_process_results(trainer, extra)
+        trainer.lightning_module.rows[:] = rows
+        trainer.lightning_module.train_seconds = seconds
+
+
 class ReplicatedStepsDDP(DDPStrategy):
     """Lightning's :class:`DDPStrategy` in which every process iterates over all steps, in order.
 
     Takes ``DDPStrategy``'s arguments, e.g. ``process_group_backend="gloo"`` (CPU) or
-    ``start_method="fork"`` (inside a notebook, like Lightning's ``ddp_notebook``).
+    ``start_method="fork"`` (inside a notebook, like Lightning's ``ddp_notebook``; fit's history
+    then comes back from rank 0).
     """
+
+    def _configure_launcher(self) -> None:
+        super()._configure_launcher()
+        if isinstance(self._launcher, _MultiProcessingLauncher):
+            self._launcher = _HistoryLauncher(self, start_method=self._start_method)
 
     def process_dataloader(self, dataloader: Any) -> Any:
         dataloader = super().process_dataloader(dataloader)

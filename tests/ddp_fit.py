@@ -17,12 +17,15 @@ from cnflib.models import CNF, ConcatSquashMLP
 from cnflib.train import fit, flow_loss
 
 
-def run(processes: int) -> dict:
-    """Train a small CNF (exact trace: no noise, so the comparison is exact) for 6 steps of batch 64."""
+def run(processes: int, start_method: str = "popen") -> dict:
+    """Train a small CNF (exact trace: no noise, so the comparison is exact) for 6 steps of batch 64.
+
+    ``start_method``: "popen" (Lightning's ``ddp``: re-runs this script) or "fork" (``ddp_notebook``).
+    """
     torch.manual_seed(0)
     data = torch.randn(512, 2) * torch.tensor([1.0, 0.5]) + 1.0
     model = CNF(ConcatSquashMLP(2, hidden=(16, 16)), trace="exact", solver="rk4", steps=4)
-    strategy = ReplicatedStepsDDP(process_group_backend="gloo") if processes > 1 else "auto"
+    strategy = ReplicatedStepsDDP(process_group_backend="gloo", start_method=start_method) if processes > 1 else "auto"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         history = fit(model, data, steps=6, batch_size=64, lr=1e-2, loss=sharded_loss(flow_loss()), seed=1,

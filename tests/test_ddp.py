@@ -1,6 +1,7 @@
 """DDP with 2 CPU processes (gloo) takes the same steps as one process on the same global batches.
 
-Lightning's ``ddp`` re-launches ``sys.argv``, so the fit runs in a script (tests/ddp_fit.py).
+Lightning's ``ddp`` re-launches ``sys.argv``, so that fit runs in a script (tests/ddp_fit.py); the
+forked variant (``ddp_notebook``, what a notebook uses) runs in this process.
 """
 import json
 import os
@@ -32,6 +33,15 @@ def test_ddp_fit_matches_the_single_process_fit(tmp_path):
     assert ddp["loss"] == pytest.approx(single["loss"], rel=1e-5, abs=1e-6)  # global-batch mean loss per step
     assert single["loss"][-1] < single["loss"][0]  # it trained
     torch.testing.assert_close(torch.tensor(ddp["params"]), torch.tensor(single["params"]), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
+def test_forked_ddp_returns_the_history_to_the_main_process():
+    """In a notebook DDP forks (ddp_notebook): the weights *and* fit's history must come back."""
+    single, forked = run(processes=1), run(processes=2, start_method="fork")
+    assert forked["steps"] == [1, 2, 3, 4, 5, 6]
+    assert forked["loss"] == pytest.approx(single["loss"], rel=1e-5, abs=1e-6)
+    torch.testing.assert_close(torch.tensor(forked["params"]), torch.tensor(single["params"]), rtol=1e-4, atol=1e-5)
 
 
 def test_shards_split_the_batch_into_equal_contiguous_parts():
