@@ -1,6 +1,7 @@
 """Parameter sweeps over one notebook with papermill, and the results table over seeds.
 
     python -m cnflib.sweep sweeps/sparse_flows.yaml --workers 2
+    python -m cnflib.sweep sweeps/rnode.yaml --gpus 0 1 2 3     # 4 workers, one GPU each
     python -m cnflib.sweep sweeps/smoke.yaml --dry-run          # list the points, run nothing
     python -m cnflib.sweep sweeps/rnode.yaml -p preset tutorial # override a fixed parameter
 
@@ -10,7 +11,7 @@ A sweep file (YAML)::
     parameters: {preset: full}    # fixed papermill parameters
     grid:                         # the cartesian product of these lists is the set of points
       seed: [0, 1, 2]
-    metrics: [nll_dense]          # optional: the metrics tabulated and plotted (default: every number)
+    metrics: [gaussians6/structured/nll@0.5]  # optional: the metrics tabulated and plotted (default: every number)
 
 A metric name may hold placeholders filled from each point's parameters, for notebooks that name
 metrics after their data set: ``"{datasets[0]}_rnode_test_nll"`` reads ``miniboone_rnode_test_nll``
@@ -36,6 +37,7 @@ import itertools
 import json
 import math
 import multiprocessing
+import os
 import re
 import shutil
 import string
@@ -208,10 +210,23 @@ def _finished(folder: Path) -> dict[str, Any]:
             "metrics": json.loads((folder / "metrics.json").read_text())}
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes; forked (no second import of torch) when no other thread could be copied mid-lock."""
+def _claim_gpus(free) -> None:
+    os.environ["CUDA_VISIBLE_DEVICES"] = free.get()  # this worker's kernels see only these devices
+
+
+def _pool(workers: int, gpus: Optional[list[str]] = None) -> ProcessPoolExecutor:
+    """Worker processes, each pinned to one entry of ``gpus`` (a CUDA_VISIBLE_DEVICES value) if given.
+
+    Forked (no second import of torch) when no other thread could be copied mid-lock.
+    """
     fork = sys.platform.startswith("linux") and threading.active_count() == 1
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork" if fork else "spawn"))
+    context = multiprocessing.get_context("fork" if fork else "spawn")
+    if not gpus:
+        return ProcessPoolExecutor(workers, mp_context=context)
+    free = context.Queue()
+    for entry in gpus[:workers]:
+        free.put(entry)
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_claim_gpus, initargs=(free,))
 
 
 def _results(sweep: Sweep, todo: list[Point], out: Path, pool: Optional[ProcessPoolExecutor]
@@ -223,20 +238,26 @@ def _results(sweep: Sweep, todo: list[Point], out: Path, pool: Optional[ProcessP
     return ((futures[f], f.result()) for f in as_completed(futures))
 
 
-def run(sweep: Sweep, out: Union[str, Path], workers: int = 1, progress: bool = True) -> list[dict[str, Any]]:
+def run(sweep: Sweep, out: Union[str, Path], workers: int = 1, progress: bool = True,
+        gpus: Optional[list[str]] = None) -> list[dict[str, Any]]:
     """Run every unfinished point (up to ``workers`` at once); returns one row per point.
+
+    ``gpus``: one CUDA_VISIBLE_DEVICES value per worker (e.g. ``["0", "1"]``, or ``["0,1", "2,3"]``
+    for two DDP points of 2 GPUs each); a worker runs all its points on its own devices.
 
     A row holds the grid values, ``status`` ("ok", "done" = finished earlier, "FAILED"),
     ``seconds``, ``error``, ``folder`` and the point's metrics.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    if gpus and workers > len(gpus):
+        raise ValueError(f"{workers} workers but {len(gpus)} GPU entries {gpus}: give one entry per worker")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     points = expand(sweep)
     outcome = {p.name: _finished(out / p.name) for p in points if (out / p.name / "metrics.json").exists()}
     todo = [p for p in points if p.name not in outcome]
-    pool = _pool(min(workers, len(todo))) if workers > 1 and len(todo) > 1 else None
+    pool = _pool(min(workers, len(todo)), gpus) if todo and (gpus or (workers > 1 and len(todo) > 1)) else None
     results = _results(sweep, todo, out, pool)  # workers start before tqdm starts its monitor thread
     bar = tqdm(total=len(points), initial=len(outcome), desc=sweep.name, file=sys.stderr, disable=not progress,
                ncols=100)
@@ -366,9 +387,11 @@ def write_results(sweep: Sweep, rows: list[dict[str, Any]], out: Union[str, Path
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m cnflib.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", type=Path, help="a sweep file (YAML), e.g. sweeps/smoke.yaml")
-    parser.add_argument("--workers", type=int, default=1, help="points run at once (default 1)")
+    parser.add_argument("--workers", type=int, help="points run at once (default: 1, or one per --gpus entry)")
+    parser.add_argument("--gpus", nargs="+", metavar="IDS",
+                        help="pin each worker to these devices (CUDA_VISIBLE_DEVICES values), e.g. 0 1 2 3")
     parser.add_argument("--out", type=Path, help="output folder (default: outputs/sweeps/<sweep name>)")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the points; run nothing")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
@@ -390,7 +413,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"{state}  {out / p.name}  {json.dumps(p.parameters)}")
         print(f"{len(points)} points of {sweep.notebook.stem}", file=sys.stderr)
         return 0
-    rows = run(sweep, out, args.workers)
+    rows = run(sweep, out, args.workers or len(args.gpus or [None]), gpus=args.gpus)
     print(write_results(sweep, rows, out))
     print(f"\nresults: {out}/results.md, results.csv, results.png; per point: points.csv", file=sys.stderr)
     failed = [r["folder"] for r in rows if r["status"] == "FAILED"]

@@ -21,7 +21,8 @@ folder = pathlib.Path(os.environ["CNFLIB_OUTPUT_DIR"])
 runs = folder.parent / "runs.txt"
 with open(runs, "a") as f:
     f.write(f"{x} {seed}\\n")
-(folder / "metrics.json").write_text(json.dumps({"score": scale * (seed + 1), f"{x}_rank": seed, "label": f"{x}-{seed}", "preset": preset}))
+(folder / "metrics.json").write_text(json.dumps({"score": scale * (seed + 1), f"{x}_rank": seed, "label": f"{x}-{seed}", "preset": preset,
+                                               "gpus": os.environ.get("CUDA_VISIBLE_DEVICES", "")}))
 """
 
 
@@ -80,7 +81,7 @@ def test_sweep_runs_resumes_reports_failures_and_tabulates(notebooks, tmp_path, 
     spec.write_text(f"notebook: {notebooks / '01_tiny.ipynb'}\nparameters: {{preset: full, scale: 2.0}}\n"
                     "grid:\n  x: [a, bad]\n  seed: [0, 1, 2]\nmetrics: [score, '{x}_rank']\n")
     out = tmp_path / "out"
-    assert sweep.main([str(spec), "--out", str(out), "--workers", "2"]) == 1  # point (bad, 1) fails
+    assert sweep.main([str(spec), "--out", str(out), "--gpus", "0", "1"]) == 1  # 2 workers; point (bad, 1) fails
 
     rows = {(r["x"], r["seed"]): r for r in json.loads(pd_json(out / "points.csv"))}
     assert [rows[("bad", s)]["status"] for s in range(3)] == ["ok", "FAILED", "ok"]
@@ -88,6 +89,7 @@ def test_sweep_runs_resumes_reports_failures_and_tabulates(notebooks, tmp_path, 
     assert all(rows[("a", s)]["status"] == "ok" for s in range(3))
     # the parameters reached the notebook: its metrics echo them
     assert rows[("a", 1)]["label"] == "a-1" and rows[("a", 1)]["preset"] == "full" and rows[("a", 1)]["score"] == 4.0
+    assert {int(rows[(x, s)]["gpus"]) for x, s in rows if (x, s) != ("bad", 1)} <= {0, 1}  # each worker its own GPU
     folders = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert sum(f.endswith(".failed") for f in folders) == 1 and not any(f.endswith(".running") for f in folders)
     ok_folder = out / rows[("a", 0)]["folder"]
