@@ -30,6 +30,7 @@ from cnflib.odes import CountingField
 Batch = Union[Tensor, tuple[Tensor, ...]]
 LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+HISTORY_PREFIX, SECONDS_KEY = "cnflib_history/", "cnflib_train_seconds"  # see FitModule.on_train_end
 TRAINER_DEFAULTS: dict[str, Union[str, int]] = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto"}
 
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
@@ -111,6 +112,19 @@ def _draw_batch(data: Sequence[Tensor], batch_size: int, seed: int, step: int) -
     return batch[0] if len(batch) == 1 else batch
 
 
+def shard(batch: Batch, rank: int, world_size: int) -> Batch:
+    """Rows ``[rank * n / W, (rank + 1) * n / W)`` of every tensor of ``batch`` ([n, ...] -> [n / W, ...]).
+
+    Raises ValueError unless ``n`` is a multiple of ``W`` (unequal shards would weight rows unequally).
+    """
+    tensors = (batch,) if isinstance(batch, Tensor) else tuple(batch)
+    n = len(tensors[0])
+    if n % world_size:
+        raise ValueError(f"the batch size {n} is not a multiple of the {world_size} processes")
+    parts = tuple(t[rank * n // world_size:(rank + 1) * n // world_size] for t in tensors)
+    return parts[0] if isinstance(batch, Tensor) else parts
+
+
 class FitModule(pl.LightningModule):
     """The LightningModule behind :func:`fit` (usable with any Lightning ``Trainer``)."""
 
@@ -153,15 +167,34 @@ class FitModule(pl.LightningModule):
         torch.manual_seed(self.seed * 1_000_003 + step)  # noise drawn inside the step
         batch = _draw_batch(self.data, self.batch_size, self.seed, step)
         batch = batch.to(self.device) if isinstance(batch, Tensor) else tuple(b.to(self.device) for b in batch)
+        world = self.trainer.world_size
+        if world > 1:  # data parallel: this process's share of the step's global batch
+            batch = shard(batch, self.trainer.global_rank, world)
         loss, metrics = self.loss_fn(self.model, batch)
+        if world > 1:  # log the global batch's mean (equal shards: the mean of the shards' means)
+            names = list(metrics)
+            totals = torch.tensor([loss.item(), *(float(metrics[k]) for k in names)], dtype=torch.float64,
+                                  device=loss.device)
+            totals = (self.trainer.strategy.reduce(totals, reduce_op="sum") / world).tolist()
+            logged_loss, metrics = totals[0], dict(zip(names, totals[1:]))
+        else:
+            logged_loss = loss.item()
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"the loss is {loss.item()} at step {step}: training stopped. Lower the learning "
                 "rate, tighten the solver tolerances or add regularization."
             )
-        self._row = {"step": step + 1, "loss": loss.item(), **metrics,
+        self._row = {"step": step + 1, "loss": logged_loss, **metrics,
                      "nfe_forward": nfe_totals(self.model)[0] - self._nfe0[0]}
         return loss
+
+    def on_train_end(self) -> None:
+        # A forked or spawned DDP run (``ddp_notebook``, ``ddp_spawn``) trains in child processes and
+        # sends back only the weights and ``callback_metrics``: carry the history there.
+        if self.trainer.world_size > 1 and self.trainer.global_rank == 0:
+            for name, column in _history_tensors(self.rows).items():
+                self.trainer.callback_metrics[HISTORY_PREFIX + name] = column
+            self.trainer.callback_metrics[SECONDS_KEY] = torch.tensor(self.train_seconds)
 
     def on_train_batch_end(self, outputs, step: Tensor, batch_idx: int) -> None:
         self.train_seconds += time.perf_counter() - self._t0
@@ -198,12 +231,17 @@ def _history(rows: list[dict[str, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("step") if rows else pd.DataFrame()
 
 
+def _history_tensors(rows: list[dict[str, float]]) -> dict[str, Tensor]:
+    """The rows as one float64 column per metric (NaN where a row lacks it)."""
+    columns = sorted({k for row in rows for k in row})
+    return {c: torch.tensor([row.get(c, math.nan) for row in rows], dtype=torch.float64) for c in columns}
+
+
 def save_checkpoint(path: Union[str, Path], module: FitModule, optimizer: torch.optim.Optimizer, step: int) -> None:
     """Write model, optimizer, step and history (tensors and numbers only) atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = sorted({k for row in module.rows for k in row})
-    history = {c: torch.tensor([row.get(c, math.nan) for row in module.rows], dtype=torch.float64) for c in columns}
+    history = _history_tensors(module.rows)
     state = {"model": module.model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
              "seed": module.seed, "train_seconds": module.train_seconds, "history": history}
     tmp = path.with_suffix(".tmp")
@@ -248,6 +286,10 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
             takes the value set by :func:`set_trainer_defaults` (``cpu``, 1 device, 1 node, ``auto``).
 
     The model is trained on the chosen accelerator and returned to the device it was given on.
+    Data parallel (``devices > 1``, ``strategy="ddp"``, or ``"ddp_notebook"`` in a notebook): every
+    process takes every step on its equal share of the step's global batch of ``batch_size``, so
+    the run takes the same steps, on the same batches, as one process (up to rounding, and up to
+    noise drawn inside the loss), and the history logs the global batch's mean loss.
 
     Returns:
         A DataFrame indexed by step: loss, metrics, nfe_forward, nfe_backward, seconds
@@ -273,7 +315,9 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
     given = {"accelerator": accelerator, "devices": devices, "strategy": strategy, "num_nodes": num_nodes}
     hardware = {**TRAINER_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
     trainer = pl.Trainer(max_steps=steps - module.start_step, max_epochs=1, **hardware, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, limit_val_batches=0,
+                         use_distributed_sampler=False,  # data parallel: every process takes every step
                          gradient_clip_val=max_grad_norm, callbacks=callbacks)
     if checkpoint is not None:
         module.on_checkpoint = lambda step: save_checkpoint(checkpoint, module, trainer.optimizers[0], step)
@@ -282,5 +326,9 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers|GPU available|TPU available|LitLogger|litlogger|treespec).*")
         warnings.filterwarnings("ignore", category=UserWarning, module="(pytorch_)?lightning.*")
         trainer.fit(module)
+    returned = {k[len(HISTORY_PREFIX):]: v for k, v in trainer.callback_metrics.items() if k.startswith(HISTORY_PREFIX)}
+    if returned and len(module.rows) == module.start_step:  # the steps were taken in forked processes
+        module.train_seconds = float(trainer.callback_metrics[SECONDS_KEY])
+        module.rows = _rows_from(returned)
     model.to(home)  # Lightning leaves the model on the CPU: return it where it was given
     return _history(module.rows)

@@ -1,4 +1,4 @@
-"""A short cnflib.train.fit run, single-process or DDP on CPU processes (gloo); used by test_ddp.py.
+"""A short cnflib.train.fit run, single-process or data parallel on CPU processes (gloo); used by test_ddp.py.
 
     python tests/ddp_fit.py OUT.json --processes 2
 
@@ -12,24 +12,22 @@ import warnings
 
 import torch
 
-from cnflib.ddp import ReplicatedStepsDDP, sharded_loss
 from cnflib.models import CNF, ConcatSquashMLP
-from cnflib.train import fit, flow_loss
+from cnflib.train import fit
 
 
-def run(processes: int, start_method: str = "popen") -> dict:
+def run(processes: int, strategy: str = "ddp") -> dict:
     """Train a small CNF (exact trace: no noise, so the comparison is exact) for 6 steps of batch 64.
 
-    ``start_method``: "popen" (Lightning's ``ddp``: re-runs this script) or "fork" (``ddp_notebook``).
+    ``strategy``: "ddp" (re-runs this script) or "ddp_notebook" (forks, as in a notebook).
     """
     torch.manual_seed(0)
     data = torch.randn(512, 2) * torch.tensor([1.0, 0.5]) + 1.0
     model = CNF(ConcatSquashMLP(2, hidden=(16, 16)), trace="exact", solver="rk4", steps=4)
-    strategy = ReplicatedStepsDDP(process_group_backend="gloo", start_method=start_method) if processes > 1 else "auto"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        history = fit(model, data, steps=6, batch_size=64, lr=1e-2, loss=sharded_loss(flow_loss()), seed=1,
-                      progress=False, accelerator="cpu", devices=processes, strategy=strategy)
+        history = fit(model, data, steps=6, batch_size=64, lr=1e-2, seed=1, progress=False, accelerator="cpu",
+                      devices=processes, strategy=strategy if processes > 1 else "auto")
     return {"steps": history.index.tolist(), "loss": history["loss"].tolist(),
             "params": torch.cat([p.detach().flatten() for p in model.parameters()]).tolist()}
 

@@ -1,4 +1,4 @@
-"""DDP with 2 CPU processes (gloo) takes the same steps as one process on the same global batches.
+"""fit with DDP on 2 CPU processes (gloo) takes the same steps as one process on the same global batches.
 
 Lightning's ``ddp`` re-launches ``sys.argv``, so that fit runs in a script (tests/ddp_fit.py); the
 forked variant (``ddp_notebook``, what a notebook uses) runs in this process.
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnflib.ddp import shard, sharded_loss
+from cnflib.train import shard
 from ddp_fit import run
 
 SCRIPT = Path(__file__).with_name("ddp_fit.py")
@@ -38,7 +38,7 @@ def test_ddp_fit_matches_the_single_process_fit(tmp_path):
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 def test_forked_ddp_returns_the_history_to_the_main_process():
     """In a notebook DDP forks (ddp_notebook): the weights *and* fit's history must come back."""
-    single, forked = run(processes=1), run(processes=2, start_method="fork")
+    single, forked = run(processes=1), run(processes=2, strategy="ddp_notebook")
     assert forked["steps"] == [1, 2, 3, 4, 5, 6]
     assert forked["loss"] == pytest.approx(single["loss"], rel=1e-5, abs=1e-6)
     torch.testing.assert_close(torch.tensor(forked["params"]), torch.tensor(single["params"]), rtol=1e-4, atol=1e-5)
@@ -50,11 +50,3 @@ def test_shards_split_the_batch_into_equal_contiguous_parts():
     assert [torch.equal(a, b) for a, b in zip(shard((x, y), 2, 3), (x[4:], y[4:]))] == [True, True]
     with pytest.raises(ValueError, match="batch size 6 is not a multiple of the 4 processes"):
         shard(x, 0, 4)
-
-
-def test_sharded_loss_without_a_process_group_is_the_loss():
-    def loss(model, batch):
-        return batch.mean(), {"m": 1.0}
-
-    value, metrics = sharded_loss(loss)(None, torch.ones(4))
-    assert value.item() == 1.0 and metrics == {"m": 1.0}
