@@ -96,16 +96,17 @@ def build_model(kind: str, shape: Sequence[int], n_classes: int = 10, *, gated: 
                 scales: int = 2, blocks_per_scale: int = 1, hidden: Sequence[int] = (16, 16), tol: float = 1e-3,
                 trace: str = "hutchinson", sensitivity: str = "autograd",
                 gate_range: tuple[float, float] = (1e-6, 1e-4),
-                gate_cost: float = 0.1, gate_gain: float = 1.0, T: float = 1.0) -> ImageFlowModel:
+                gate_cost: float = 0.1, gate_gain: float = 1.0, gate_std: float = 0.5, T: float = 1.0) -> ImageFlowModel:
     """A CCNF, InfoCNF or unconditional multiscale CNF (``kind`` in ``KINDS``), solved by dopri5
     at ``tol`` (or, with ``gated``, at tolerances learned within ``gate_range``, gates' mean
-    pre-activation scaled by ``gate_gain``, NFE cost weight ``gate_cost``)."""
+    pre-activation scaled by ``gate_gain``, initial policy std ``gate_std`` in log units, NFE cost
+    weight ``gate_cost``)."""
     check_choice("model kind", kind, KINDS)
     flow = MultiscaleCNF(shape, scales, blocks_per_scale, hidden, trace=trace, solver="dopri5", atol=tol, rtol=tol,
                          sensitivity=sensitivity, T=T)
     prior = {"ccnf": ccnf_prior, "infocnf": infocnf_prior}.get(kind)
     gates = image_gates(flow.block_shapes, low=gate_range[0], high=gate_range[1], cost=gate_cost,
-                         gain=gate_gain) if gated else None
+                         gain=gate_gain, init_std=gate_std) if gated else None
     return ImageFlowModel(flow, prior(flow.dim, n_classes) if prior else None, gates, levels)
 
 
