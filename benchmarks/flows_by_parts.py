@@ -4,8 +4,8 @@ Every run starts from the same Glow (same seed, ActNorm initialized on the same 
 same minibatches. Prints the poster-style table (parts, bits/dim, wall and CPU seconds of training) and the
 CPU-time ratio to end-to-end (wall time on a shared machine depends on the other jobs; the runs are single-threaded).
 
-    python benchmarks/flows_by_parts.py                          # ~1.5 min on 2 idle CPU cores
-    python benchmarks/flows_by_parts.py --steps 1500 --finetune-steps 375 --seeds 0 1 2
+    python benchmarks/flows_by_parts.py                          # ~1.5 min on 2 CPU cores
+    python benchmarks/flows_by_parts.py --steps 1500 --alternate-steps 1000 --finetune-steps 500 --seeds 0 1 2
 """
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ RUNS = {  # name: (schedule, parts, split)
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--finetune-steps", type=int, default=75)
+    p.add_argument("--steps", type=int, default=600, help="end-to-end and sequential steps")
+    p.add_argument("--alternate-steps", type=int, default=400, help="alternate steps before fine-tuning (poster: 2/3)")
+    p.add_argument("--finetune-steps", type=int, default=200, help="end-to-end fine-tuning steps (poster: 1/3)")
     p.add_argument("--blocks", type=int, default=3)
     p.add_argument("--flow-steps", type=int, default=4)
     p.add_argument("--hidden", type=int, default=32)
@@ -52,8 +53,9 @@ def main() -> None:
             seed_everything(seed)
             flow = glow(train.event_shape, blocks=args.blocks, steps=args.flow_steps, hidden=args.hidden, seed=seed)
             flow.data_init(preprocess(train.x[torch.randperm(len(train))[:256]]))
+            n_steps = args.alternate_steps if schedule == "alternate_finetune" else args.steps
             results[name] = parts.train_schedule(
-                flow, schedule, train.x, test, parts=k, split=split, steps=args.steps,
+                flow, schedule, train.x, test, parts=k, split=split, steps=n_steps,
                 finetune_steps=args.finetune_steps, preprocess=preprocess, levels=train.levels,
                 eval_every=args.steps, batch_size=args.batch_size, lr=args.lr, seed=seed, progress=False)
         table = parts.schedule_table(results).assign(seed=seed)

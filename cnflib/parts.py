@@ -165,6 +165,14 @@ class ScheduleResult:
         """Training CPU time of this process for the whole schedule (evaluation excluded)."""
         return float(self.history.cpu_seconds.iloc[-1])
 
+    def typical_seconds(self, clock: str = "cpu_seconds") -> float:
+        """Training time with every step at the median duration of its kind (phase and part), from ``clock``
+        ("cpu_seconds" or "seconds"): the measured time without the load spikes of a shared machine."""
+        h = self.history
+        duration = h.groupby("phase", sort=False)[clock].diff()
+        part = h["part"].fillna(-1) if "part" in h else pd.Series(-1.0, index=h.index)
+        return float(duration.groupby([h.phase, part]).transform("median").sum())
+
 
 class _CpuClock:
     """Process CPU time minus the time spent in wrapped evaluations; stamps taken at each loss call."""
@@ -252,7 +260,7 @@ def train_schedule(flow: FlowSequence, schedule: str, data: Tensor, test: Tensor
 
 def schedule_table(results: dict[str, ScheduleResult]) -> pd.DataFrame:
     """The poster's table: one row per run (parts, final test bits/dim if recorded else NLL, training
-    wall seconds, CPU seconds and wall minutes), plus, for ``alternate_finetune`` runs, a row at the end of the alternate phase."""
+    wall seconds, CPU seconds, wall minutes, and the whole run's :meth:`ScheduleResult.typical_seconds` of CPU), plus, for ``alternate_finetune`` runs, a row at the end of the alternate phase."""
     rows = []
     for name, result in results.items():
         h = result.history
@@ -265,4 +273,5 @@ def schedule_table(results: dict[str, ScheduleResult]) -> pd.DataFrame:
             rows.append({"run": name + suffix, "schedule": result.schedule, "parts": result.parts,
                          metric[len("eval_"):]: float(last[metric]), "seconds": float(last.seconds),
                          "cpu_seconds": float(last.cpu_seconds), "minutes": float(last.seconds) / 60})
+        rows[-1]["typical_cpu_seconds"] = result.typical_seconds("cpu_seconds")
     return pd.DataFrame(rows).set_index("run")

@@ -182,6 +182,7 @@ def main() -> None:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         Path(out).write_text(json.dumps(run_local(config, 1)))
+        print(f"wrote {out}")
     else:
         cuda = torch.cuda.is_available()
         rank = int(os.environ["RANK"])
@@ -193,7 +194,8 @@ def main() -> None:
             _run_and_gather(config, rank, world_size, device, out)
         finally:
             dist.destroy_process_group()
-    print(f"wrote {out}")
+        if rank == 0:
+            print(f"wrote {out}")
 
 
 if __name__ == "__main__":
