@@ -224,6 +224,8 @@ class CNF(nn.Module):
             atol, rtol = atol * shrink, rtol * shrink
         key = (options.solver, atol, rtol, options.sensitivity)
         if key not in self._odes:
+            if len(self._odes) >= 16:  # sampled tolerances (learned by gates) must not grow it without bound
+                self._odes.pop(next(iter(self._odes)))
             self._odes[key] = neural_ode(self.dynamics, options.solver, atol, rtol, options.sensitivity)
         return self._odes[key]
 
