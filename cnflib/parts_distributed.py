@@ -34,7 +34,7 @@ from cnflib._validation import check_choice
 from cnflib.models.cnf import standard_normal_log_prob
 from cnflib.models.glow import FlowSequence, glow
 from cnflib.parts import Bounds, part_bounds
-from cnflib.train import _draw_batch
+from cnflib.train import draw_batch
 
 MODELS: tuple[str, ...] = ("glow", "cnf")
 
@@ -102,7 +102,7 @@ def pipeline_train(config: PipelineConfig, rank: int = 0, world_size: int = 1,
             continue  # a later part is not run on this step
         if own[0] == 0:
             torch.manual_seed(config.seed * 1_000_003 + step)  # as cnflib.train.fit does
-            batch = _draw_batch((data,), config.batch_size, config.seed, step)
+            batch = draw_batch((data,), config.batch_size, config.seed, step)
             h = preprocess(batch).reshape(config.batch_size, -1).to(device)
             prefix = h.new_zeros(config.batch_size)
         else:

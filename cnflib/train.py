@@ -105,7 +105,9 @@ class _StepIndices(Dataset):
         return self.start + i
 
 
-def _draw_batch(data: Sequence[Tensor], batch_size: int, seed: int, step: int) -> Batch:
+def draw_batch(data: Sequence[Tensor], batch_size: int, seed: int, step: int) -> Batch:
+    """Minibatch ``step`` of a run seeded ``seed``: ``batch_size`` rows drawn with replacement from
+    tensors sharing their first dimension (a tensor if ``data`` holds one). The same everywhere."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
     idx = torch.randint(len(data[0]), (batch_size,), generator=generator)
     batch = tuple(d[idx] for d in data)
@@ -165,7 +167,7 @@ class FitModule(pl.LightningModule):
     def training_step(self, step: Tensor, batch_idx: int) -> Tensor:
         step = int(step)
         torch.manual_seed(self.seed * 1_000_003 + step)  # noise drawn inside the step
-        batch = _draw_batch(self.data, self.batch_size, self.seed, step)
+        batch = draw_batch(self.data, self.batch_size, self.seed, step)
         batch = batch.to(self.device) if isinstance(batch, Tensor) else tuple(b.to(self.device) for b in batch)
         world = self.trainer.world_size
         if world > 1:  # data parallel: this process's share of the step's global batch
