@@ -86,12 +86,13 @@ def plain_solve(index: int, block: CNF, h: Tensor) -> FlowOutput:
 
 @dataclass
 class MultiscaleOutput:
-    """``z`` [n, D] (flattened latent), ``delta_logp`` [n] (log-det of the whole map) and the
-    forward NFE of each block's latest solve."""
+    """``z`` [n, D] (flattened latent), ``delta_logp`` [n] (log-det of the whole map), the
+    forward NFE of each block's latest solve, and the blocks' integrated regularizers (RNODE)."""
 
     z: Tensor
     delta_logp: Tensor
     nfe: list[int] = field(default_factory=list)
+    regularizers: dict[str, Tensor] = field(default_factory=dict)  # summed over blocks, each [n]
 
 
 class MultiscaleCNF(nn.Module):
@@ -134,9 +135,12 @@ class MultiscaleCNF(nn.Module):
         tolerance, :class:`cnflib.gates.ToleranceGates`); default: the block's own settings.
         """
         h, delta, parts, nfe = x, x.new_zeros(x.shape[0]), [], []
+        regularizers: dict[str, Tensor] = {}
         for k, block in enumerate(self.blocks):
             out = solve_block(k, block, h)
             h, delta = out.z, delta + out.delta_logp
+            for name, value in out.regularizers.items():
+                regularizers[name] = regularizers.get(name, 0) + value
             nfe.append(block.nfe_forward)
             last_of_scale = (k + 1) % self.blocks_per_scale == 0
             if last_of_scale and k + 1 < len(self.blocks):
@@ -144,7 +148,7 @@ class MultiscaleCNF(nn.Module):
                 half = h.shape[1] // 2
                 parts.append(h[:, :half].flatten(1))
                 h = h[:, half:]
-        return MultiscaleOutput(torch.cat([h.flatten(1), *reversed(parts)], 1), delta, nfe)
+        return MultiscaleOutput(torch.cat([h.flatten(1), *reversed(parts)], 1), delta, nfe, regularizers)
 
     @torch.no_grad()
     def inverse(self, z: Tensor) -> Tensor:
