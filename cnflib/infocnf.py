@@ -29,11 +29,13 @@ KINDS: tuple[str, ...] = ("ccnf", "infocnf", "unconditional")
 
 @dataclass
 class Encoded:
-    """Latent ``z`` [n, D], ``log_det`` [n] (flow plus logit transform), forward NFE per block."""
+    """Latent ``z`` [n, D], ``log_det`` [n] (flow plus logit transform), forward NFE per block and
+    the flow's integrated regularizers (RNODE), each [n]."""
 
     z: Tensor
     log_det: Tensor
     nfe: list[int]
+    regularizers: dict[str, Tensor]
 
 
 class ImageFlowModel(nn.Module):
@@ -56,7 +58,7 @@ class ImageFlowModel(nn.Module):
         """Dequantize, logit-transform and push integer images [n, C, H, W] to the latent."""
         y, logit_log_det = preprocess(x_levels, self.levels, self.alpha, generator)
         out = self.flow(y, self.gates if self.gates is not None else plain_solve)
-        return Encoded(out.z, out.delta_logp + logit_log_det, out.nfe)
+        return Encoded(out.z, out.delta_logp + logit_log_det, out.nfe, out.regularizers)
 
     def latent_log_prob(self, z: Tensor, y: Tensor) -> Tensor:
         """log p(z | y) (or log N(z; 0, I) without a prior): [n]."""
@@ -96,32 +98,38 @@ def build_model(kind: str, shape: Sequence[int], n_classes: int = 10, *, gated: 
                 scales: int = 2, blocks_per_scale: int = 1, hidden: Sequence[int] = (16, 16), tol: float = 1e-3,
                 trace: str = "hutchinson", sensitivity: str = "autograd",
                 gate_range: tuple[float, float] = (1e-6, 1e-4),
-                gate_cost: float = 0.1, gate_gain: float = 1.0, gate_std: float = 0.5, T: float = 1.0) -> ImageFlowModel:
+                gate_cost: float = 0.1, gate_gain: float = 1.0, gate_std: float = 0.5, T: float = 1.0,
+                regularizers: Sequence = ()) -> ImageFlowModel:
     """A CCNF, InfoCNF or unconditional multiscale CNF (``kind`` in ``KINDS``), solved by dopri5
     at ``tol`` (or, with ``gated``, at tolerances learned within ``gate_range``, gates' mean
     pre-activation scaled by ``gate_gain``, initial policy std ``gate_std`` in log units, NFE cost
-    weight ``gate_cost``)."""
+    weight ``gate_cost``). ``regularizers``: integrated in every block's solve (e.g. RNODE's,
+    :func:`cnflib.regularizers.rnode`)."""
     check_choice("model kind", kind, KINDS)
     flow = MultiscaleCNF(shape, scales, blocks_per_scale, hidden, trace=trace, solver="dopri5", atol=tol, rtol=tol,
-                         sensitivity=sensitivity, T=T)
+                         sensitivity=sensitivity, T=T, regularizers=list(regularizers))
     prior = {"ccnf": ccnf_prior, "infocnf": infocnf_prior}.get(kind)
     gates = image_gates(flow.block_shapes, low=gate_range[0], high=gate_range[1], cost=gate_cost,
                          gain=gate_gain, init_std=gate_std) if gated else None
     return ImageFlowModel(flow, prior(flow.dim, n_classes) if prior else None, gates, levels)
 
 
-def image_flow_loss(beta: float = 1.0, gate_weight: float = 0.01) -> LossFn:
+def image_flow_loss(beta: float = 1.0, gate_weight: float = 0.01,
+                    regularizer_weights: Optional[dict[str, float]] = None) -> LossFn:
     """Loss for :func:`cnflib.train.fit` on batches ``(x_levels, y)``: mean bits/dim of
     ``-log p(x | y)`` (or ``-log p(x)``), plus ``beta`` times the auxiliary classifier's
-    cross-entropy, plus ``gate_weight`` times the gates' REINFORCE surrogate (reward: minus this
-    loss and the NFE cost). Metrics: bpd, xent, error, nfe (forward, all blocks), tolerances."""
+    cross-entropy, plus ``sum_j regularizer_weights[j] * mean(regularizer_j)`` (RNODE), plus
+    ``gate_weight`` times the gates' REINFORCE surrogate (reward: minus this loss and the NFE cost).
+    Metrics: bpd, xent, error, nfe (forward, all blocks), the regularizers, tolerances."""
+    regularizer_weights = dict(regularizer_weights or {})
 
     def loss(model: ImageFlowModel, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
         x, y = batch
         enc = model.encode(x)
         bpd = model.bits_per_dim(-(model.latent_log_prob(enc.z, y) + enc.log_det)).mean()
-        total = bpd
-        metrics = {"bpd": bpd.item(), "nfe": float(sum(enc.nfe))}
+        total = bpd + sum(w * enc.regularizers[name].mean() for name, w in regularizer_weights.items())
+        metrics = {"bpd": bpd.item(), "nfe": float(sum(enc.nfe)),
+                   **{name: value.mean().item() for name, value in enc.regularizers.items()}}
         if model.prior is not None:
             logits = model.prior.logits(enc.z)
             xent = F.cross_entropy(logits, y)
@@ -182,16 +190,18 @@ class ImageRun:
 
 def train_image_flow(label: str, kind: str, train: ImageSplit, test: ImageSplit, *, gated: bool = False,
                      steps: int = 200, batch_size: int = 128, lr: float = 3e-3, beta: float = 1.0,
-                     gate_weight: float = 0.01, eval_tol: Optional[float] = None, eval_every: int = 0, seed: int = 0,
+                     gate_weight: float = 0.01, regularizer_weights: Optional[dict[str, float]] = None,
+                     eval_tol: Optional[float] = None, eval_every: int = 0, seed: int = 0,
                      model_options: Optional[dict] = None, **fit_options) -> ImageRun:
     """Build (:func:`build_model`) and train a model with :func:`cnflib.train.fit`; the history
     gets ``eval_*`` test figures (:func:`evaluate` at ``eval_tol``, default the training
-    tolerances) every ``eval_every`` steps and at the end. ``fit_options`` go to ``fit``
+    tolerances) every ``eval_every`` steps and at the end. ``regularizer_weights``: see
+    :func:`image_flow_loss` (the regularizers themselves go in ``model_options``). ``fit_options`` go to ``fit``
     (e.g. ``accelerator``, ``devices``, ``strategy``)."""
     torch.manual_seed(seed)
     model = build_model(kind, train.event_shape, train.n_classes, gated=gated, levels=train.levels,
                         **(model_options or {}))
-    history = fit(model, (train.x.float(), train.y), steps=steps, loss=image_flow_loss(beta, gate_weight),
+    history = fit(model, (train.x.float(), train.y), steps=steps, loss=image_flow_loss(beta, gate_weight, regularizer_weights),
                   batch_size=batch_size, lr=lr, seed=seed, evaluate=lambda m: evaluate(m, test, eval_tol, seed),
                   eval_every=eval_every, progress=False, desc=label, **fit_options)
     return ImageRun(label, model, history)

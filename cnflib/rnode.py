@@ -5,24 +5,22 @@ train, evaluate and account NFE in exactly the same way.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from cnflib import infocnf
 from cnflib._validation import check_choice
 from cnflib.data import images
 from cnflib.data.vectors import vector_splits
 from cnflib.density import mean_nll
 from cnflib.models import CNF, ConcatSquashMLP
-from cnflib.models.cnf import standard_normal_log_prob
-from cnflib.models.image_cnf import MultiscaleCNF, image_nll, preprocess
 from cnflib.regularizers import rnode
 from cnflib.straightness import kinetic_ratio, straightness
-from cnflib.train import LossFn, fit, flow_loss
+from cnflib.train import fit, flow_loss
 
 IMAGE_SETS: dict[str, Callable[[str], images.ImageSplit]] = {
     "digits": images.digits, "mnist": images.mnist, "cifar10": images.cifar10}
@@ -33,7 +31,7 @@ class FlowRun:
     """A trained flow, its training history (see :func:`cnflib.train.fit`) and its test points."""
 
     label: str
-    model: nn.Module
+    model: CNF
     history: pd.DataFrame
     x_test: Tensor
 
@@ -100,67 +98,28 @@ def summarize(runs: Sequence[FlowRun], eval_tol: float = 1e-6, cheap: Optional[d
     return pd.DataFrame(rows).set_index("run")
 
 
-def image_rnode_loss(weights: dict[str, float], levels: int) -> LossFn:
-    """Loss of a :class:`MultiscaleCNF` on integer images [n, C, H, W]: mean bits/dim plus
-    ``sum_j weights[j] * mean(regularizer_j)`` (RNODE's objective on images)."""
-
-    def loss(model: MultiscaleCNF, x: Tensor) -> tuple[Tensor, dict[str, float]]:
-        y, log_det = preprocess(x, levels)
-        out = model(y)
-        bpd = images.bits_per_dim(image_nll(standard_normal_log_prob(out.z), out.delta_logp, log_det), model.dim,
-                                  levels).mean()
-        total = bpd + sum(w * out.regularizers[name].mean() for name, w in weights.items())
-        return total, {"bpd": bpd.item(), **{k: v.mean().item() for k, v in out.regularizers.items()}}
-
-    return loss
-
-
-@torch.no_grad()
-def image_bits_per_dim(model: MultiscaleCNF, x: Tensor, levels: int, tol: float, batch_size: int = 500,
-                       seed: int = 0) -> tuple[float, float]:
-    """Mean test bits/dim of integer images x [n, C, H, W] (one dequantization, seeded) with every
-    block solved by dopri5 at ``atol = rtol = tol``, and the forward NFE per batch (all blocks)."""
-    torch.manual_seed(seed)
-    loss = image_rnode_loss({}, levels)
-    device = next(model.parameters()).device
-    total, nfe = 0.0, 0
-    with contextlib.ExitStack() as stack:
-        for block in model.blocks:
-            stack.enter_context(block.solver_options(solver="dopri5", atol=tol, rtol=tol))
-        chunks = x.split(batch_size)
-        for chunk in chunks:
-            total += loss(model, chunk.to(device))[1]["bpd"] * len(chunk)
-            nfe += sum(block.nfe_forward for block in model.blocks)
-    return total / len(x), nfe / len(chunks)
-
-
 def train_image_flow(dataset: str, *, kinetic: float = 0.0, jacobian: float = 0.0, steps: int = 100,
                      scales: int = 2, blocks_per_scale: int = 1, hidden: Sequence[int] = (16, 16),
                      tol: float = 1e-5, eval_tol: float = 1e-5, batch_size: int = 64, lr: float = 1e-3,
-                     seed: int = 0, n_test: int = 500, eval_every: int = 0, label: Optional[str] = None) -> FlowRun:
-    """Train FFJORD's multiscale CNF (softplus, Hutchinson trace, dopri5 at ``tol``, adjoint) on an
-    image set (``digits``, ``mnist``, ``cifar10``) with RNODE weights ``kinetic``, ``jacobian``
-    (both 0: vanilla FFJORD). The history's ``eval_bpd`` / ``eval_nfe``: ``n_test`` test images,
-    dopri5 at ``eval_tol``."""
+                     seed: int = 0, n_test: int = 500, eval_every: int = 0, label: Optional[str] = None) -> infocnf.ImageRun:
+    """Train FFJORD's multiscale CNF (an unconditional :mod:`cnflib.infocnf` model: softplus,
+    Hutchinson trace, dopri5 at ``tol``, adjoint) on an image set (``digits``, ``mnist``,
+    ``cifar10``) with RNODE weights ``kinetic``, ``jacobian`` (both 0: vanilla FFJORD). The
+    history's ``eval_bpd`` / ``eval_nfe``: ``n_test`` test images, dopri5 at ``eval_tol``."""
     load = IMAGE_SETS[check_choice("image set", dataset, IMAGE_SETS)]
     train, test = load("train"), load("test")
-    torch.manual_seed(seed)
-    x_test = test.x[torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n_test]]
+    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n_test]
+    test = images.ImageSplit(test.x[pick], test.y[pick], test.levels)
     regularizers, weights = rnode(kinetic, jacobian)
-    model = MultiscaleCNF(train.event_shape, scales, blocks_per_scale, tuple(hidden), trace="hutchinson",
-                          atol=tol, rtol=tol, sensitivity="adjoint", regularizers=regularizers)
-
-    def evaluate(m: MultiscaleCNF) -> dict[str, float]:
-        bpd, nfe = image_bits_per_dim(m, x_test, train.levels, eval_tol, seed=seed)
-        return {"bpd": bpd, "nfe": nfe}
-
     label = label or ("vanilla" if not weights else f"RNODE λK={kinetic:g} λJ={jacobian:g}")
-    history = fit(model, train.x, steps=steps, loss=image_rnode_loss(weights, train.levels), batch_size=batch_size,
-                  lr=lr, seed=seed, evaluate=evaluate, eval_every=eval_every, progress=False, desc=f"{dataset} {label}")
-    return FlowRun(label, model, history, x_test)
+    model_options = dict(scales=scales, blocks_per_scale=blocks_per_scale, hidden=tuple(hidden), tol=tol,
+                         sensitivity="adjoint", regularizers=regularizers)
+    return infocnf.train_image_flow(label, "unconditional", train, test, steps=steps, batch_size=batch_size, lr=lr,
+                                    regularizer_weights=weights, eval_tol=eval_tol, eval_every=eval_every, seed=seed,
+                                    model_options=model_options)
 
 
-def summarize_images(runs: Sequence[FlowRun]) -> pd.DataFrame:
+def summarize_images(runs: Sequence[infocnf.ImageRun]) -> pd.DataFrame:
     """One row per image run: final test bits/dim and its NFE (from the last evaluation), total
     training NFE, late forward NFE per iteration (last 10%), wall seconds."""
     rows = []
@@ -168,7 +127,8 @@ def summarize_images(runs: Sequence[FlowRun]) -> pd.DataFrame:
         h = run.history
         tail = max(len(h) // 10, 1)
         rows.append({"run": run.label, "test_bpd": float(h.eval_bpd.dropna().iloc[-1]),
-                     "eval_nfe": float(h.eval_nfe.dropna().iloc[-1]), "nfe_total": run.total_nfe,
+                     "eval_nfe": float(h.eval_nfe.dropna().iloc[-1]),
+                     "nfe_total": int(h.nfe_forward.sum() + h.nfe_backward.sum()),
                      "late_nfe_forward": float(h.nfe_forward.iloc[-tail:].mean()),
                      "seconds": float(h.seconds.iloc[-1])})
     return pd.DataFrame(rows).set_index("run")
