@@ -21,9 +21,10 @@ import os
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -41,7 +42,12 @@ MODELS: tuple[str, ...] = ("glow", "cnf")
 
 @dataclass
 class PipelineConfig:
-    """What to train: ``glow`` on the 8x8 digits or ``cnf`` (stacked CNF blocks, rk4) on pinwheel."""
+    """What to train: ``glow`` on the 8x8 digits or ``cnf`` (stacked CNF blocks, rk4) on pinwheel.
+
+    ``threads`` is torch's intra-op thread count inside :func:`pipeline_train`, in every process
+    alike: the reductions of a matrix product depend on it, so a one-process run and a multi-process
+    run only take bit-identical steps when they use the same count, whatever the caller's setting.
+    """
 
     model: str = "glow"
     parts: int = 2
@@ -54,6 +60,11 @@ class PipelineConfig:
     blocks: int = 2
     flow_steps: int = 4
     hidden: int = 32
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
 
     def build(self) -> tuple[FlowSequence, Tensor, Callable[[Tensor], Tensor], Bounds]:
         """(flow with its ActNorms initialized, training data [N, ...], per-batch preprocessing, part bounds).
@@ -88,6 +99,22 @@ def pipeline_train(config: PipelineConfig, rank: int = 0, world_size: int = 1,
     if world_size not in (1, config.parts):
         raise ValueError(f"world_size must be 1 or parts={config.parts}, got {world_size}")
     device = device or torch.device("cpu")
+    with _intra_op_threads(config.threads):
+        return _pipeline_train(config, rank, world_size, device)
+
+
+@contextmanager
+def _intra_op_threads(n: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)``, then restore the caller's count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _pipeline_train(config: PipelineConfig, rank: int, world_size: int, device: torch.device) -> list[dict[str, float]]:
     flow, data, preprocess, bounds = config.build()
     flow.to(device)
     own = list(range(config.parts)) if world_size == 1 else [rank]
@@ -136,7 +163,6 @@ def _free_port() -> int:
 
 def _worker(rank: int, world_size: int, port: int, config: PipelineConfig, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         _run_and_gather(config, rank, world_size, torch.device("cpu"), out)

@@ -88,3 +88,22 @@ def test_two_processes_reproduce_the_alternate_schedule():
     assert torch.allclose(losses, torch.tensor(single.history.loss.to_numpy(), dtype=torch.float32), rtol=1e-4, atol=1e-4)
     local = run_local(config, world_size=1)
     assert torch.allclose(torch.tensor([r["loss"] for r in local["rows"]]), losses, rtol=1e-4, atol=1e-4)
+
+
+def test_one_and_two_processes_agree_exactly_whatever_the_callers_threads():
+    """Issue 12: the caller's intra-op thread count must not leak into the one-process run."""
+    config = PipelineConfig(parts=2, steps=40, batch_size=32, blocks=2, flow_steps=2, hidden=16)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        local = run_local(config, world_size=1)
+        assert torch.get_num_threads() == 2  # restored for the caller
+        dist_run = run_local(config, world_size=2)
+    finally:
+        torch.set_num_threads(before)
+    assert [r["loss"] for r in local["rows"]] == [r["loss"] for r in dist_run["rows"]]
+
+
+def test_pipeline_threads_must_be_positive():
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        PipelineConfig(threads=0)
