@@ -4,4 +4,4 @@
 # Usage: bash ci/notebooks.sh [--output DIR] [--only 02_continuous_normalizing_flows] [-p preset full]
 source "$(dirname "$0")/env.sh"
 cd "$CNFLIB_ROOT"
-python -m cnflib.run_notebooks "$@"
+python -m cnflib.collection.run_notebooks "$@"

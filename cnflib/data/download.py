@@ -27,7 +27,7 @@ from typing import Optional, Union
 
 from tqdm.auto import tqdm
 
-from cnflib._validation import check_choice
+from cnflib.core._validation import check_choice
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKSUMS = REPO / "data" / "checksums.json"

@@ -6,7 +6,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from cnflib._validation import check_choice
+from cnflib.core._validation import check_choice
 
 PRESETS: tuple[str, ...] = ("tutorial", "full")
 
@@ -34,15 +34,14 @@ def default_device() -> torch.device:
 
 def configure_trainer(preset: str, accelerator: Optional[str] = None, devices: Union[int, str, None] = None,
                       num_nodes: Optional[int] = None, strategy: Optional[str] = None) -> dict[str, Any]:
-    """Set the Lightning ``Trainer`` settings of every :func:`cnflib.train.fit` call in a notebook.
+    """The Lightning ``Trainer`` settings that a notebook passes to every :func:`cnflib.core.train.fit`
+    (``fit(..., **trainer)``) and to every runner that calls it.
 
     Named settings (papermill parameters) win; otherwise ``tutorial`` trains on the CPU and ``full``
-    on whatever accelerator is present (``auto``). In a notebook, multi-GPU data parallelism is
-    ``strategy="ddp_notebook"`` (Lightning's ``ddp`` cannot start from an interactive kernel).
-    Returns the settings now in force.
+    on whatever accelerator is present (``auto``), on 1 device and 1 node with Lightning's ``auto``
+    strategy. In a notebook, multi-GPU data parallelism is ``strategy="ddp_notebook"`` (Lightning's
+    ``ddp`` cannot start from an interactive kernel).
     """
-    from cnflib.train import set_trainer_defaults
-
     check_choice("preset", preset, PRESETS)
-    return set_trainer_defaults(accelerator=accelerator or ("auto" if preset == "full" else "cpu"), devices=devices,
-                                num_nodes=num_nodes, strategy=strategy)
+    return {"accelerator": accelerator or ("auto" if preset == "full" else "cpu"), "devices": devices or 1,
+            "num_nodes": num_nodes or 1, "strategy": strategy or "auto"}

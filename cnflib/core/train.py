@@ -24,41 +24,33 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from cnflib._validation import check_choice
-from cnflib.odes import CountingField
+from cnflib.core._validation import check_choice
+from cnflib.core.odes import CountingField
 
 Batch = Union[Tensor, tuple[Tensor, ...]]
 LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 HISTORY_PREFIX, SECONDS_KEY = "cnflib_history/", "cnflib_train_seconds"  # see FitModule.on_train_end
-TRAINER_DEFAULTS: dict[str, Union[str, int]] = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto"}
 
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    """Seed Python, NumPy and torch on all devices (Lightning's ``seed_everything``, quietly)."""
+    pl.seed_everything(seed, verbose=False)
 
 
-def set_trainer_defaults(**settings: Union[str, int, None]) -> dict[str, Union[str, int]]:
-    """Set the Lightning ``Trainer`` settings that :func:`fit` uses when a call does not name them.
+def step_seed(seed: int, step: int) -> int:
+    """The seed of training step ``step`` of a run seeded ``seed``: its minibatch and the noise
+    drawn inside its loss are the same on every process and on a resumed run."""
+    return seed * 1_000_003 + step
 
-    Keys: ``accelerator``, ``devices``, ``num_nodes``, ``strategy``; ``None`` leaves a setting as it
-    is. Notebooks call this once from their parameters, so that e.g. ``-p accelerator gpu -p devices 4
-    -p strategy ddp_notebook`` trains every model in them on four GPUs. Returns the settings now in force.
-    """
-    for key in settings:
-        check_choice("trainer setting", key, TRAINER_DEFAULTS)
-    TRAINER_DEFAULTS.update({k: v for k, v in settings.items() if v is not None})
-    return dict(TRAINER_DEFAULTS)
+
+def late_mean(values: pd.Series, fraction: float = 0.1) -> float:
+    """Mean of the last ``fraction`` of a history column (at least one row), e.g. the late
+    forward NFE per iteration: how costly the learned dynamics are at the end of training."""
+    return float(values.iloc[-max(math.floor(len(values) * fraction + 1e-9), 1):].mean())
 
 
 def flow_loss(weights: Optional[dict[str, float]] = None) -> LossFn:
@@ -69,10 +61,8 @@ def flow_loss(weights: Optional[dict[str, float]] = None) -> LossFn:
     weights = dict(weights or {})
 
     def loss(model: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, float]]:
-        from cnflib.models.cnf import standard_normal_log_prob
-
         out = model(x)
-        nll = -(standard_normal_log_prob(out.z) + out.delta_logp).mean()
+        nll = -out.log_prob(model.base).mean()
         total = nll
         metrics = {"nll": nll.item()}
         for name, value in out.regularizers.items():
@@ -108,7 +98,7 @@ class _StepIndices(Dataset):
 def draw_batch(data: Sequence[Tensor], batch_size: int, seed: int, step: int) -> Batch:
     """Minibatch ``step`` of a run seeded ``seed``: ``batch_size`` rows drawn with replacement from
     tensors sharing their first dimension (a tensor if ``data`` holds one). The same everywhere."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    generator = torch.Generator().manual_seed(step_seed(seed, step))
     idx = torch.randint(len(data[0]), (batch_size,), generator=generator)
     batch = tuple(d[idx] for d in data)
     return batch[0] if len(batch) == 1 else batch
@@ -166,7 +156,7 @@ class FitModule(pl.LightningModule):
 
     def training_step(self, step: Tensor, batch_idx: int) -> Tensor:
         step = int(step)
-        torch.manual_seed(self.seed * 1_000_003 + step)  # noise drawn inside the step
+        torch.manual_seed(step_seed(self.seed, step))  # noise drawn inside the step
         batch = draw_batch(self.data, self.batch_size, self.seed, step)
         batch = batch.to(self.device) if isinstance(batch, Tensor) else tuple(b.to(self.device) for b in batch)
         world = self.trainer.world_size
@@ -271,8 +261,8 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         evaluate: Optional[Callable[[nn.Module], dict[str, float]]] = None, eval_every: int = 0,
         checkpoint: Union[str, Path, None] = None, checkpoint_every: int = 0,
         max_grad_norm: Optional[float] = None, progress: bool = True, desc: Optional[str] = None,
-        accelerator: Optional[str] = None, devices: Union[int, str, None] = None, strategy: Optional[str] = None,
-        num_nodes: Optional[int] = None) -> pd.DataFrame:
+        accelerator: str = "cpu", devices: Union[int, str] = 1, strategy: str = "auto",
+        num_nodes: int = 1) -> pd.DataFrame:
     """Train ``model`` for ``steps`` minibatch steps and return its history.
 
     Arguments:
@@ -284,8 +274,8 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
             steps and after the last one, logged with an ``eval_`` prefix.
         checkpoint: a file; if it exists, training resumes from it (nothing lost) or, if it is
             complete, is skipped and its stored history returned ("train or load").
-        accelerator, devices, strategy, num_nodes: passed to Lightning's ``Trainer``; ``None``
-            takes the value set by :func:`set_trainer_defaults` (``cpu``, 1 device, 1 node, ``auto``).
+        accelerator, devices, strategy, num_nodes: passed to Lightning's ``Trainer``; notebooks take
+            them from :func:`cnflib.collection.presets.configure_trainer` and pass them to every call.
 
     The model is trained on the chosen accelerator and returned to the device it was given on.
     Data parallel (``devices > 1``, ``strategy="ddp"``, or ``"ddp_notebook"`` in a notebook): every
@@ -314,8 +304,7 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
 
     home = next(model.parameters()).device
     callbacks: list[pl.Callback] = [_ProgressBar(steps, module.start_step, desc)] if progress else []
-    given = {"accelerator": accelerator, "devices": devices, "strategy": strategy, "num_nodes": num_nodes}
-    hardware = {**TRAINER_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
+    hardware = {"accelerator": accelerator, "devices": devices, "strategy": strategy, "num_nodes": num_nodes}
     trainer = pl.Trainer(max_steps=steps - module.start_step, max_epochs=1, **hardware, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0, limit_val_batches=0,

@@ -1,7 +1,7 @@
 """Execute the notebook collection headless with papermill and print a results summary.
 
-    python -m cnflib.run_notebooks                         # every notebook, default parameters
-    python -m cnflib.run_notebooks --only 02 -p preset full # one notebook at paper scale
+    python -m cnflib.collection.run_notebooks                         # every notebook, default parameters
+    python -m cnflib.collection.run_notebooks --only 02 -p preset full # one notebook at paper scale
 
 Each notebook runs with ``CNFLIB_OUTPUT_DIR=<output>/<name>`` so that it writes its figures
 and ``metrics.json`` there, next to the executed copy. A failed notebook is reported and the
@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from cnflib.report import OUTPUT_ENV
+from cnflib.collection.report import OUTPUT_ENV
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 
 
@@ -46,11 +46,6 @@ def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
-
-
-def run_one(notebook: Path, output: Path, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Execute one notebook into ``output/<name>``; returns its summary row (see :func:`execute`)."""
-    return execute(notebook, output / notebook.stem, parameters)
 
 
 def execute(notebook: Path, folder: Path, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +97,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows = []
     for notebook in notebooks:
         print(f"[cnflib] running {notebook.stem} {parameters or ''}", file=sys.stderr, flush=True)
-        rows.append(run_one(notebook, args.output, parameters))
+        rows.append(execute(notebook, args.output / notebook.stem, parameters))
         print(f"[cnflib]   {rows[-1]['status']} in {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
     table = summary_table(rows)
     args.output.mkdir(parents=True, exist_ok=True)
