@@ -15,8 +15,8 @@ caller's ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` are not passed on. Test NLL (na
 digits) is always evaluated with the exact trace at the training tolerance.
 
 ``--compare REF`` checks REF out in a temporary ``git worktree`` and runs every (variant, seed)
-on both trees in one session, alternating which goes first, so that both see the same load;
-it prints per variant the means over seeds of seconds per iteration, ms per function evaluation
+on both trees in one session, alternating which goes first (``--concurrent``: both at the same
+time), so that both see the same load; it prints per variant the means over seeds of seconds per iteration, ms per function evaluation
 (training time / all forward and backward evaluations), forward/backward NFE per iteration
 (mean of the last 10%), peak memory, test NLL, and the ratios new/REF, with the load
 (``uptime``) before and after.
@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,6 +181,8 @@ def main() -> None:
                         help="trace/sensitivity; default: all four (toy), hutchinson/adjoint (digits)")
     parser.add_argument("--threads", nargs="+", default=["1"], help="intra-op threads per run: numbers or 'default'")
     parser.add_argument("--compare", metavar="REF", help="also run the code at this git ref, alternating with this tree's")
+    parser.add_argument("--concurrent", action="store_true",
+                        help="with --compare: run the two trees' runs of each (variant, seed) at the same time (same load)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -194,15 +197,20 @@ def main() -> None:
         for variant in variants:
             for threads in args.threads:
                 for k, seed in enumerate(args.seeds):
-                    for label, tree in trees if k % 2 == 0 else trees[::-1]:
-                        spec = {"model": args.model, "variant": variant, "iterations": iterations, "seed": seed,
-                                "threads": threads}
-                        start = time.perf_counter()
-                        rows.append({"variant": variant, "threads": threads, "code": label, "seed": seed,
-                                     **run_in(tree, spec)})
-                        print(f"  {variant} threads={threads} seed={seed} {label}: {rows[-1]['s/iter']:.4f} s/iter, "
-                              f"NLL {rows[-1]['test NLL']:.4f} ({time.perf_counter() - start:.0f} s; "
-                              f"load {os.getloadavg()[0]:.2f})", flush=True)
+                    spec = {"model": args.model, "variant": variant, "iterations": iterations, "seed": seed,
+                            "threads": threads}
+                    order = trees if k % 2 == 0 else trees[::-1]
+                    start = time.perf_counter()
+                    if args.concurrent:
+                        with ThreadPoolExecutor(len(order)) as pool:
+                            results = list(pool.map(lambda tree: run_in(tree, spec), [tree for _, tree in order]))
+                    else:
+                        results = [run_in(tree, spec) for _, tree in order]
+                    for (label, _), result in zip(order, results):
+                        rows.append({"variant": variant, "threads": threads, "code": label, "seed": seed, **result})
+                        print(f"  {variant} threads={threads} seed={seed} {label}: {result['s/iter']:.4f} s/iter, "
+                              f"NLL {result['test NLL']:.4f}", flush=True)
+                    print(f"  ({time.perf_counter() - start:.0f} s; {uptime()})", flush=True)
     print(f"\n{args.model}, {iterations} iterations (NFE: per iteration, mean of the last 10%); end: {uptime()}")
     print_table(rows, [label for label, _ in trees])
 
