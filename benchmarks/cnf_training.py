@@ -16,9 +16,10 @@ digits) is always evaluated with the exact trace at the training tolerance.
 
 ``--compare REF`` checks REF out in a temporary ``git worktree`` and runs every (variant, seed)
 on both trees in one session, alternating which goes first (``--concurrent``: both at the same
-time), so that both see the same load; it prints per variant the means over seeds of seconds per iteration, ms per function evaluation
-(training time / all forward and backward evaluations), forward/backward NFE per iteration
-(mean of the last 10%), peak memory, test NLL, and the ratios new/REF, with the load
+time), so that both see the same load; it prints per variant the means over seeds of seconds per
+iteration (wall clock, and CPU time of the process: the steadier figure on a shared machine), ms
+per function evaluation (training time / all forward and backward evaluations), NFE per iteration
+(forward, backward; mean of the last 10%), peak memory, test NLL, and the ratios new/REF, with the load
 (``uptime``) before and after.
 
     python benchmarks/cnf_training.py                                   # toy, 4 variants, 300 iterations
@@ -44,7 +45,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ["exact/adjoint", "exact/autograd", "hutchinson/adjoint", "hutchinson/autograd"]
-METRICS = [("s/iter", "{:.4f}"), ("ms/NFE", "{:.3f}"), ("NFE fwd", "{:.1f}"), ("NFE bwd", "{:.1f}"),
+METRICS = [("s/iter", "{:.4f}"), ("cpu s/iter", "{:.4f}"), ("ms/NFE", "{:.3f}"), ("NFE fwd", "{:.1f}"), ("NFE bwd", "{:.1f}"),
            ("peak MB", "{:.0f}"), ("test NLL", "{:.4f}")]
 
 
@@ -55,6 +56,13 @@ def _name(*candidates: str):
         with contextlib.suppress(ImportError, AttributeError):
             return getattr(importlib.import_module(module), attribute)
     raise ImportError(f"none of {candidates} is importable")
+
+
+def cpu_and_memory(base: resource.struct_rusage) -> tuple[float, float]:
+    """CPU seconds (user + system) and peak memory (MB of max RSS) of this process since ``base``."""
+    now = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = now.ru_utime + now.ru_stime - base.ru_utime - base.ru_stime
+    return cpu, (now.ru_maxrss - base.ru_maxrss) / 1024
 
 
 def train_toy(trace: str, sensitivity: str, iterations: int, seed: int):
@@ -69,12 +77,12 @@ def train_toy(trace: str, sensitivity: str, iterations: int, seed: int):
     train, test = toy.splits("8gaussians", 20_000, 5_000, seed=seed)
     cnf = CNF(ConcatSquashMLP(2, (64, 64, 64), "tanh"), trace=trace, sensitivity=sensitivity, T=0.5,
               solver="dopri5", atol=1e-5, rtol=1e-5)
-    base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = resource.getrusage(resource.RUSAGE_SELF)
     history = fit(cnf, train, steps=iterations, batch_size=100, lr=1e-3, seed=seed, progress=False)
-    peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_kb) / 1024
+    cpu, peak_mb = cpu_and_memory(base)
     with torch.no_grad(), cnf.trace_estimator("exact"):
         nll = -cnf.log_prob(test).mean().item()
-    return history, peak_mb, nll
+    return history, cpu, peak_mb, nll
 
 
 def train_digits(trace: str, sensitivity: str, iterations: int, seed: int):
@@ -90,15 +98,15 @@ def train_digits(trace: str, sensitivity: str, iterations: int, seed: int):
     torch.manual_seed(seed)
     model = build_model("unconditional", train.event_shape, train.n_classes, levels=train.levels, scales=2,
                         blocks_per_scale=1, hidden=(16, 16), tol=1e-5, trace=trace, sensitivity=sensitivity)
-    base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = resource.getrusage(resource.RUSAGE_SELF)
     history = fit(model, (train.x.float(), train.y), steps=iterations, loss=image_flow_loss(), batch_size=64,
                   lr=3e-3, seed=seed, progress=False)
-    peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_kb) / 1024
+    cpu, peak_mb = cpu_and_memory(base)
     with contextlib.ExitStack() as stack:
         for block in model.flow.blocks:
             stack.enter_context(block.trace_estimator("exact"))
         bpd = evaluate(model, test, 1e-5, seed)["bpd"]
-    return history, peak_mb, bpd
+    return history, cpu, peak_mb, bpd
 
 
 def worker(spec: dict) -> dict:
@@ -109,11 +117,11 @@ def worker(spec: dict) -> dict:
         torch.set_num_threads(int(spec["threads"]))
     trace, sensitivity = spec["variant"].split("/")
     train = {"toy": train_toy, "digits": train_digits}[spec["model"]]
-    history, peak_mb, nll = train(trace, sensitivity, spec["iterations"], spec["seed"])
+    history, cpu, peak_mb, nll = train(trace, sensitivity, spec["iterations"], spec["seed"])
     seconds = float(history["seconds"].iloc[-1])
     tail = history.iloc[-max(1, len(history) // 10):]
     evaluations = float(history["nfe_forward"].sum() + history["nfe_backward"].sum())
-    return {"s/iter": seconds / len(history), "ms/NFE": 1e3 * seconds / evaluations,
+    return {"s/iter": seconds / len(history), "cpu s/iter": cpu / len(history), "ms/NFE": 1e3 * seconds / evaluations,
             "NFE fwd": float(tail["nfe_forward"].mean()), "NFE bwd": float(tail["nfe_backward"].mean()),
             "peak MB": peak_mb, "test NLL": nll, "threads_used": torch.get_num_threads(),
             "library": str(Path(importlib.import_module("cnflib").__file__).resolve().parents[1])}
@@ -151,10 +159,10 @@ def worktree(ref: str):
 
 
 def print_table(rows: list[dict], labels: list[str]) -> None:
-    print(f"{'variant':<20}{'threads':>8}{'code':>10}{'seed':>6}" + "".join(f"{m:>10}" for m, _ in METRICS))
+    print(f"{'variant':<20}{'threads':>8}{'code':>10}{'seed':>6}" + "".join(f"{m:>11}" for m, _ in METRICS))
     for r in rows:
         print(f"{r['variant']:<20}{r['threads']:>8}{r['code']:>10}{r['seed']:>6}"
-              + "".join(f"{fmt.format(r[m]):>10}" for m, fmt in METRICS))
+              + "".join(f"{fmt.format(r[m]):>11}" for m, fmt in METRICS))
     if len(labels) < 2:
         return
     print(f"\nmeans over seeds, and {labels[0]}/{labels[1]} (ratio of means; NLL: difference)")
@@ -165,11 +173,11 @@ def print_table(rows: list[dict], labels: list[str]) -> None:
             sel = [r for r in rows if (r["variant"], r["threads"], r["code"]) == (variant, threads, label)]
             means[label] = {m: statistics.mean(r[m] for r in sel) for m, _ in METRICS}
             print(f"{variant:<20}{threads:>8}{label:>10}{len(sel):>6}"
-                  + "".join(f"{fmt.format(means[label][m]):>10}" for m, fmt in METRICS))
+                  + "".join(f"{fmt.format(means[label][m]):>11}" for m, fmt in METRICS))
         new, ref = means[labels[0]], means[labels[1]]
         ratios = [f"{new[m] / ref[m]:.2f}x" if ref[m] else "-" for m, _ in METRICS[:-1]]
         ratios.append(f"{new['test NLL'] - ref['test NLL']:+.4f}")
-        print(f"{variant:<20}{threads:>8}{'ratio':>10}{'':>6}" + "".join(f"{x:>10}" for x in ratios))
+        print(f"{variant:<20}{threads:>8}{'ratio':>10}{'':>6}" + "".join(f"{x:>11}" for x in ratios))
 
 
 def main() -> None:
