@@ -67,7 +67,15 @@ class CNFDynamics(CountingField):
     Called on a state of width ``D`` (sampling: the field alone) or ``D + 1 + k`` (density:
     field, divergence and ``k`` regularizers). ``event_shape`` is the shape of one sample; the
     vector field sees states of shape [n, *event_shape].
+
+    The divergence comes from forward-mode tangents when the vector field has
+    ``jvp(t, z, v) -> (f, (df/dz) v)`` (e.g. :class:`~cnflib.models.ConcatSquashMLP`): the exact
+    trace as ``sum_i e_i^T (df/dz) e_i`` over the basis vectors, at most ``EXACT_TANGENT_ROWS``
+    stacked rows per pass, and Hutchinson's as ``eps^T ((df/dz) eps)``. Otherwise, and for
+    Hutchinson's estimator when a regularizer needs ``eps^T df/dz``, it comes from backward passes.
     """
+
+    EXACT_TANGENT_ROWS = 8192  # tangent rows (basis vectors x samples) per forward-mode pass
 
     def __init__(self, vector_field: nn.Module, event_shape: tuple[int, ...], trace: str, noise: str,
                  regularizers: Sequence[Regularizer], max_nfe: int) -> None:
@@ -81,29 +89,54 @@ class CNFDynamics(CountingField):
         self.noise: Optional[Tensor] = None  # drawn once per solve by the CNF
 
     @property
-    def needs_vjp(self) -> bool:
-        return self.trace == "hutchinson" or any(r.needs_vjp for r in self.regularizers)
+    def regularizers_need_vjp(self) -> bool:
+        return any(r.needs_vjp for r in self.regularizers)
+
+    @property
+    def needs_noise(self) -> bool:
+        return self.trace == "hutchinson" or self.regularizers_need_vjp
 
     def _field(self, t: Tensor, z: Tensor) -> Tensor:
         return self.vector_field(t, z.view(-1, *self.event_shape)).reshape(z.shape[0], self.dim)
+
+    def _field_jvp(self, t: Tensor, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """f [n, D] and (df/dz) v [k, n, D] for tangents v [k, n, D]."""
+        n, k = z.shape[0], v.shape[0]
+        f, jv = self.vector_field.jvp(t, z.view(n, *self.event_shape), v.reshape(k, n, *self.event_shape))
+        return f.reshape(n, self.dim), jv.reshape(k, n, self.dim)
+
+    def _forward_mode_divergence(self, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """(f [n, D], divergence [n]) from tangents: the basis (exact) or the noise (Hutchinson)."""
+        n = z.shape[0]
+        if self.trace == "hutchinson":
+            f, jv = self._field_jvp(t, z, self.noise[None])
+            return f, (jv[0] * self.noise).sum(1)
+        basis = torch.eye(self.dim, dtype=z.dtype, device=z.device)
+        chunk = max(1, self.EXACT_TANGENT_ROWS // n)
+        div = 0
+        for start in range(0, self.dim, chunk):
+            e = basis[start:start + chunk, None, :].expand(-1, n, -1)
+            f, jv = self._field_jvp(t, z, e)
+            div = div + torch.diagonal(jv[:, :, start:start + chunk], dim1=0, dim2=2).sum(1)
+        return f, div
 
     def forward(self, t: Tensor, state: Tensor, args: Optional[dict] = None) -> Tensor:
         self.tick()
         if state.shape[1] == self.dim:
             return self._field(t, state)
         create_graph = torch.is_grad_enabled()
-        with torch.enable_grad():
+        forward_mode = hasattr(self.vector_field, "jvp") and not (self.trace == "hutchinson" and self.regularizers_need_vjp)
+        backward_passes = self.regularizers_need_vjp or not forward_mode
+        with torch.enable_grad() if backward_passes else contextlib.nullcontext():
             z = state[:, : self.dim]
-            if not z.requires_grad:
+            if backward_passes and not z.requires_grad:
                 z = z.detach().requires_grad_(True)
-            f = self._field(t, z)
+            f, div = self._forward_mode_divergence(t, z) if forward_mode else (self._field(t, z), None)
             vjp = None
-            if self.needs_vjp:
+            if self.trace == "hutchinson" and not forward_mode or self.regularizers_need_vjp:
                 vjp = torch.autograd.grad(f, z, self.noise, create_graph=create_graph, retain_graph=True)[0]
-            if self.trace == "exact":
-                div = exact_divergence(f, z, create_graph)
-            else:
-                div = (vjp * self.noise).sum(1)
+            if div is None:
+                div = exact_divergence(f, z, create_graph) if self.trace == "exact" else (vjp * self.noise).sum(1)
             regs = [REGULARIZER_SCALE * r(t, z, f, self.noise, vjp)[:, None] for r in self.regularizers]
         out = torch.cat([f, div[:, None], *regs], 1)
         return out if create_graph else out.detach()
@@ -135,7 +168,7 @@ class CNF(nn.Module):
     Arguments:
         vector_field: ``f(t, z)`` mapping [n, *shape] -> [n, *shape].
         dim: the shape of one sample (int or tuple); default ``vector_field.dim``.
-        trace: "exact" (D backward passes) or "hutchinson" (one vector-Jacobian product).
+        trace: "exact" (all D basis vectors) or "hutchinson" (one random projection), see :class:`CNFDynamics`.
         noise: Hutchinson probe distribution, "gaussian" or "rademacher"; drawn once per solve.
         solver, atol, rtol, sensitivity, steps: see :class:`SolverOptions`.
         T: integration time.
@@ -226,7 +259,7 @@ class CNF(nn.Module):
         """Push data to the latent space. x: [n, *shape] -> FlowOutput (z [n, *shape], delta_logp [n])."""
         n, dim = x.shape[0], self.dynamics.dim
         flat = x.reshape(n, dim)
-        if self.dynamics.needs_vjp:
+        if self.dynamics.needs_noise:
             self.dynamics.noise = sample_noise(self.dynamics.noise_kind, flat)
         k = len(self.dynamics.regularizers)
         state = torch.cat([flat, flat.new_zeros(n, 1 + k)], 1)
