@@ -78,7 +78,7 @@ def check_batch(name: str, x: Tensor, event_shape: tuple[int, ...], dtype: Optio
     if dtype is not None and x.dtype != dtype:
         raise TypeError(f"{name} is {x.dtype} but the model's parameters are {dtype}: convert one of them, "
                         f"e.g. {name}.to({dtype}) or model.to({x.dtype})")
-    finite = torch.isfinite(x.reshape(len(x), -1)).all(1)
+    finite = torch.isfinite(x.flatten(1)).all(1)
     if not bool(finite.all()):
         bad = torch.nonzero(~finite).flatten().tolist()
         raise ValueError(f"{name} has NaN or inf values in {len(bad)} of {len(x)} rows (rows {bad[:10]}"
