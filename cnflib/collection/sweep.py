@@ -18,11 +18,14 @@ metrics after their data set: ``"{datasets[0]}_rnode_test_nll"`` reads ``miniboo
 from the point with ``datasets=[miniboone]``, and the table has one column for all data sets.
 
 Every name in ``parameters`` and ``grid`` must be a variable of the notebook's ``parameters``
-cell. Each point runs into its own folder ``<out>/<grid values>-<hash>/`` (executed notebook,
+cell; the file is validated before anything runs (each grid entry a list of distinct values,
+``metrics`` a list, presets known), with messages naming the key. The output folder is locked for
+the run (:mod:`cnflib.collection.lock`): a second sweep or runner on it stops, naming the holder. Each point runs into its own folder ``<out>/<grid values>-<hash>/`` (executed notebook,
 ``metrics.json`` written through :func:`cnflib.collection.report.record_metrics`, figures). A finished point
 (``metrics.json`` present) is skipped when the sweep runs again; a point runs in
 ``<folder>.running`` and moves to ``<folder>`` when it succeeds or ``<folder>.failed`` when it
-fails, so an interrupted or failed point is never mistaken for a finished one. Failed points are
+fails, so an interrupted or failed point is never mistaken for a finished one (nor is one whose
+``metrics.json`` is unreadable: it runs again). Failed points are
 reported, the others still run, and the exit status is non-zero.
 
 Outputs in ``<out>``: ``points.csv`` (one row per point), ``results.csv`` and ``results.md``
