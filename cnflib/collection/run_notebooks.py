@@ -5,7 +5,9 @@
 
 Each notebook runs with ``CNFLIB_OUTPUT_DIR=<output>/<name>`` so that it writes its figures
 and ``metrics.json`` there, next to the executed copy. A failed notebook is reported and the
-others still run; the exit status is non-zero if any failed.
+others still run; the exit status is non-zero if any failed. Parameters that a notebook does not
+declare, or an unknown preset, stop the run before any notebook starts; the output folder is locked
+for the run (:mod:`cnflib.collection.lock`), and an unreadable ``metrics.json`` fails its notebook.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from cnflib.collection._checks import check_run, read_metrics
+from cnflib.collection.lock import FolderLocked, folder_lock
 from cnflib.collection.report import OUTPUT_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +74,12 @@ def execute(notebook: Path, folder: Path, parameters: dict[str, Any]) -> dict[st
     finally:
         os.environ.pop(OUTPUT_ENV, None)
     seconds = time.perf_counter() - start
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    metrics = {}
+    if metrics_file.exists():
+        try:
+            metrics = read_metrics(metrics_file)
+        except ValueError as exc:  # this notebook's failure, not the run's
+            status, error = "FAILED", str(exc)[:200]
     return {"notebook": notebook.stem, "status": status, "seconds": round(seconds, 1), "metrics": metrics, "error": error}
 
 
@@ -85,6 +94,18 @@ def summary_table(rows: list[dict[str, Any]], max_metrics: int = 6) -> str:
     return "\n".join(lines)
 
 
+def run_all(notebooks: list[Path], output: Path, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    """Execute ``notebooks`` into ``output/<name>``; write summary.md and summary.json; return the rows."""
+    rows = []
+    for notebook in notebooks:
+        print(f"[cnflib] running {notebook.stem} {parameters or ''}", file=sys.stderr, flush=True)
+        rows.append(execute(notebook, output / notebook.stem, parameters))
+        print(f"[cnflib]   {rows[-1]['status']} in {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
+    (output / "summary.md").write_text(summary_table(rows) + "\n")
+    (output / "summary.json").write_text(json.dumps(rows, indent=2))
+    return rows
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=ROOT / "outputs", help="output folder (default: outputs/)")
@@ -94,15 +115,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     parameters = {name: _parse_value(value) for name, value in args.parameter}
     notebooks = discover(args.only)
-    rows = []
-    for notebook in notebooks:
-        print(f"[cnflib] running {notebook.stem} {parameters or ''}", file=sys.stderr, flush=True)
-        rows.append(execute(notebook, args.output / notebook.stem, parameters))
-        print(f"[cnflib]   {rows[-1]['status']} in {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
+    try:
+        check_run(parameters, notebooks)  # before any notebook starts
+        with folder_lock(args.output):
+            rows = run_all(notebooks, args.output, parameters)
+    except (ValueError, FolderLocked) as exc:  # run_all's notebooks report their own errors
+        print(f"[cnflib] {exc}", file=sys.stderr)
+        return 2
     table = summary_table(rows)
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "summary.md").write_text(table + "\n")
-    (args.output / "summary.json").write_text(json.dumps(rows, indent=2))
     print(table)
     failed = [r["notebook"] for r in rows if r["status"] != "ok"]
     if failed:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torchdyn.core import NeuralODE
 
-from cnflib.core._validation import check_choice
+from cnflib.core._validation import check_batch, check_choice, check_count, check_positive, check_time
 from cnflib.core.distributions import StandardNormal
 from cnflib.core.flow import FlowOutput
 from cnflib.core.odes import ADAPTIVE_SOLVERS, SENSITIVITIES, SOLVERS, CountingField, neural_ode, solve
@@ -156,6 +156,9 @@ class SolverOptions:
     def __post_init__(self) -> None:
         check_choice("solver", self.solver, SOLVERS)
         check_choice("sensitivity", self.sensitivity, SENSITIVITIES)
+        check_positive("atol", self.atol, "the solver's absolute tolerance, e.g. 1e-5")
+        check_positive("rtol", self.rtol, "the solver's relative tolerance, e.g. 1e-5")
+        check_count("steps", self.steps)
 
     @property
     def adaptive(self) -> bool:
@@ -189,7 +192,8 @@ class CNF(nn.Module):
         shape = (dim,) if isinstance(dim, int) else tuple(dim)
         self.dynamics = CNFDynamics(vector_field, shape, trace, noise, regularizers, max_nfe)
         self.options = SolverOptions(solver, atol, rtol, sensitivity, steps)
-        self.T = float(T)
+        self.T = check_time(T)
+        check_count("max_nfe", max_nfe)
         self.base = StandardNormal(shape) if base is None else base
         self._odes: dict[tuple, NeuralODE] = {}
 
@@ -251,12 +255,22 @@ class CNF(nn.Module):
             self._odes[key] = neural_ode(self.dynamics, options.solver, atol, rtol, options.sensitivity)
         return self._odes[key]
 
+    def _checked(self, name: str, x: Tensor) -> bool:
+        """Validate a batch and the time span before any solve; False for an empty batch."""
+        check_time(self.T)
+        ref = next(self.parameters(), None)
+        check_batch(name, x, self.event_shape, None if ref is None else ref.dtype)
+        return len(x) > 0
+
     def _t_span(self, start: float, end: float, options: SolverOptions) -> Tensor:
         return torch.linspace(start, end, 2 if options.adaptive else options.steps + 1)
 
     # -- density ------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> FlowOutput:
         """Push data to the latent space. x: [n, *shape] -> FlowOutput (z [n, *shape], delta_logp [n])."""
+        if not self._checked("x", x):  # an empty batch: empty results, no solve
+            empty = x.new_zeros(0)
+            return FlowOutput(x, empty, {r.name: empty for r in self.dynamics.regularizers}, 0)
         n, dim = x.shape[0], self.dynamics.dim
         flat = x.reshape(n, dim)
         if self.dynamics.needs_noise:
@@ -279,6 +293,8 @@ class CNF(nn.Module):
         Gradients, if enabled, flow by backpropagation through the solver (torchdyn's adjoint
         does not support reversed time spans).
         """
+        if not self._checked("z", z):
+            return z
         options = replace(self.options, sensitivity="autograd")
         flat = z.reshape(z.shape[0], self.dynamics.dim)
         sol = solve(self._ode(options, 0), self.dynamics, flat, self._t_span(self.T, 0.0, options))
