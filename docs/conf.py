@@ -12,11 +12,11 @@ ROOT = DOCS.parent
 sys.path[:0] = [str(ROOT), str(DOCS / "_ext")]
 
 import cnflib  # noqa: E402  (after the path change: the checkout's cnflib)
-import collection  # noqa: E402  (docs/_ext/collection.py)
+import cnflib_site  # noqa: E402  (docs/_ext/cnflib_site.py)
 
 # Sphinx reads sources inside docs/ only (and MyST resolves links through a symlink to its
 # target), so every build copies the notebooks into docs/notebooks/ (git-ignored).
-collection.stage_notebooks(ROOT / "notebooks", DOCS / "notebooks")
+cnflib_site.stage_notebooks(ROOT / "notebooks", DOCS / "notebooks")
 
 project = "cnflib"
 author = "the cnflib contributors"
@@ -28,7 +28,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx-mathjax-offline",  # MathJax 3 copied into _static: math renders offline
-    "collection",              # the notebook index and the API page (docs/_ext/collection.py)
+    "cnflib_site",             # the notebook index and the API page (docs/_ext/cnflib_site.py)
 ]
 
 exclude_patterns = ["_build", "img", "check_site.py"]
