@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: the site build, unit and browser tests, then every notebook executed and
-# checked by nbval.
+# The test command: the site build, unit and browser tests, then every notebook and every solutions
+# notebook executed and checked by nbval.
 # Usage: bash ci/test.sh [extra pytest args]
 source "$(dirname "$0")/env.sh"
 cd "$CNFLIB_ROOT"
@@ -17,4 +17,4 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 bash ci/site.sh
 python -m pytest tests -q "$@"
-python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks -q "$@"
+python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks solutions -q "$@"

@@ -15,8 +15,10 @@ import cnflib  # noqa: E402  (after the path change: the checkout's cnflib)
 import cnflib_site  # noqa: E402  (docs/_ext/cnflib_site.py)
 
 # Sphinx reads sources inside docs/ only (and MyST resolves links through a symlink to its
-# target), so every build copies the notebooks into docs/notebooks/ (git-ignored).
+# target), so every build copies the notebooks and their solutions into docs/notebooks/ and
+# docs/solutions/ (git-ignored).
 cnflib_site.stage_notebooks(ROOT / "notebooks", DOCS / "notebooks")
+cnflib_site.stage_notebooks(ROOT / "solutions", DOCS / "solutions")
 
 project = "cnflib"
 author = "the cnflib contributors"
