@@ -1,6 +1,7 @@
 """The built site (`bash ci/site.sh` -> site/) in a real browser: every notebook page has its title,
-typeset math, loaded figures, working prev/next links and no console error; nothing is fetched from
-the network; search finds a notebook. Screenshots of two pages go to outputs/browser/."""
+typeset math, loaded figures, working prev/next links and no console error; solutions pages keep
+their code collapsed until clicked; nothing is fetched from the network; search finds a notebook.
+Screenshots of two pages go to outputs/browser/."""
 import re
 import urllib.parse
 
@@ -10,6 +11,7 @@ from browser_support import OUTPUTS, ROOT, browser_context, require_browser, ser
 
 SITE = ROOT / "site"
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SOLUTIONS = sorted(p.stem for p in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 
 # Text outside code and typeset math that still looks like TeX: math MathJax did not render.
 RAW_MATH = """() => {
@@ -103,6 +105,25 @@ def test_notebook_page(browser, site_url, index):
     page.wait_for_load_state("load")
     expected = NOTEBOOKS[index + 1][:2] + " ·" if index + 1 < len(NOTEBOOKS) else ""
     assert expected in page.title() and page.url != f"{site_url}notebooks/{stem}.html"
+    page.close()
+
+
+@pytest.mark.parametrize("stem", SOLUTIONS)
+def test_solutions_page(browser, site_url, stem):
+    """A solutions page: title, math, figures; its solution code is collapsed and opens on a click."""
+    page, errors, outside = open_page(browser, f"{site_url}solutions/{stem}.html")
+    assert page.inner_text("main h1").startswith(stem[:2] + " ·")
+    wait_for_math(page)
+    assert page.evaluate(UNTYPESET) == 0 and page.evaluate(RAW_MATH) is None
+    figures = page.evaluate(FIGURES)
+    assert figures and all(f["ok"] for f in figures), [f["src"] for f in figures if not f["ok"]]
+    hidden = page.locator("main details.hide")
+    assert hidden.count() > 0 and not hidden.first.evaluate("d => d.open")
+    code = hidden.first.locator(".cell_input")
+    assert not code.is_visible()
+    hidden.first.locator("summary").click()
+    assert code.is_visible()
+    assert not errors and not outside, (errors, outside)
     page.close()
 
 
