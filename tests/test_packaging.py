@@ -8,7 +8,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_environment_yml_lists_exactly_the_pyproject_dependencies():
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pyproject = project["dependencies"] + project["optional-dependencies"]["docs"]
     env = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
     pip = next(item["pip"] for item in env if isinstance(item, dict) and "pip" in item)
     assert sorted(pip) == sorted(pyproject)
