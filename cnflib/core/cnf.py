@@ -69,10 +69,11 @@ class CNFDynamics(CountingField):
     vector field sees states of shape [n, *event_shape].
 
     The divergence comes from forward-mode tangents when the vector field has
-    ``jvp(t, z, v) -> (f, (df/dz) v)`` (e.g. :class:`~cnflib.models.ConcatSquashMLP`): the exact
-    trace as ``sum_i e_i^T (df/dz) e_i`` over the basis vectors, at most ``EXACT_TANGENT_ROWS``
-    stacked rows per pass, and Hutchinson's as ``eps^T ((df/dz) eps)``. Otherwise, and for
-    Hutchinson's estimator when a regularizer needs ``eps^T df/dz``, it comes from backward passes.
+    ``jvp(t, z, v) -> (f, (df/dz) v)`` (:class:`~cnflib.core.ConcatSquashMLP`,
+    :class:`~cnflib.models.image_cnf.ConvODENet`): the exact trace as ``sum_i e_i^T (df/dz) e_i``
+    over the basis vectors, at most ``EXACT_TANGENT_ROWS`` stacked rows per pass, and Hutchinson's
+    as ``eps^T ((df/dz) eps)``. Otherwise, and for Hutchinson's estimator when a regularizer needs
+    ``eps^T df/dz``, it comes from backward passes.
     """
 
     EXACT_TANGENT_ROWS = 8192  # tangent rows (basis vectors x samples) per forward-mode pass

@@ -4,7 +4,7 @@ Fields built of :class:`ConcatSquashLinear` layers also have ``jvp(t, z, v)``: t
 Jacobian-vector products ``(df/dz) v`` for ``k`` tangents at once, carried through the layers in
 the same pass (forward-mode differentiation written out: a layer maps a tangent by its weight
 times its gate, an activation scales it by its derivative). A CNF takes its divergence from it
-instead of from backward passes (:class:`cnflib.models.cnf.CNFDynamics`): the same numbers, and
+instead of from backward passes (:class:`cnflib.core.cnf.CNFDynamics`): the same numbers, and
 a graph of first derivatives only, so that the adjoint needs no double backward.
 """
 from __future__ import annotations
