@@ -7,8 +7,8 @@
 
 (``cnflib-notebooks`` is the same command where cnflib is installed.) Each notebook runs with
 ``CNFLIB_OUTPUT_DIR=<output>/<name>`` so that it writes its figures and ``metrics.json`` there,
-next to the executed copy; its cells' output is echoed to this process's stdout as it runs
-(papermill's ``log_output``), so a long run can be watched. A failed notebook is reported and the
+next to the executed copy; its cells' output is logged as it runs (papermill's ``log_output``)
+to ``<output>/<name>/output.log``, so a long run can be watched (``tail -f``). A failed notebook is reported and the
 others still run; the exit status is non-zero if any failed.
 
 Every executed copy is cleaned (:func:`clean`): outputs are kept, but not papermill's run metadata
@@ -18,7 +18,9 @@ stored notebook's diff shows only what changed in its results.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import logging
 import os
 import re
 import sys
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from cnflib._paths import project_root
-from cnflib.report import OUTPUT_ENV
+from cnflib.report import CHECKPOINT_ENV, OUTPUT_ENV
 
 ROOT = project_root()
 NOTEBOOKS = ROOT / "notebooks"
@@ -109,13 +111,23 @@ def _short(value: Any) -> str:
 
 
 def run_one(notebook: Path, output: Path, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Execute one notebook into ``output/<name>``; returns its summary row (see :func:`execute`)."""
-    return execute(notebook, output / notebook.stem, parameters)
+    """Execute one notebook into ``output/<name>``; returns its summary row (see :func:`execute`).
+
+    Its checkpoints (``full`` preset) go to ``output/<name>/checkpoints/<hash of the parameters>/``,
+    so that re-running with the same parameters resumes and other parameters start afresh.
+    """
+    digest = hashlib.sha1(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:8]
+    folder = output / notebook.stem
+    return execute(notebook, folder, parameters, checkpoints=folder / "checkpoints" / digest)
 
 
-def execute(notebook: Path, folder: Path, parameters: dict[str, Any]) -> dict[str, Any]:
+def execute(notebook: Path, folder: Path, parameters: dict[str, Any],
+            checkpoints: Optional[Path] = None) -> dict[str, Any]:
     """Execute ``notebook`` into ``folder`` (executed copy, metrics.json, figures).
 
+    The notebook's checkpoints and training logs go to ``checkpoints`` (default
+    ``folder/checkpoints``; see :func:`cnflib.presets.configure_trainer`); its cells' output is
+    appended to ``folder/output.log`` while it runs.
     Returns its summary row: notebook, status ("ok" or "FAILED"), seconds, metrics, error.
     """
     import papermill
@@ -124,9 +136,14 @@ def execute(notebook: Path, folder: Path, parameters: dict[str, Any]) -> dict[st
     metrics_file = folder / "metrics.json"
     metrics_file.unlink(missing_ok=True)
     os.environ[OUTPUT_ENV] = str(folder)
+    os.environ[CHECKPOINT_ENV] = str(checkpoints or folder / "checkpoints")
     start = time.perf_counter()
     status, error = "ok", ""
     executed = folder / notebook.name
+    log, live = logging.getLogger("papermill"), logging.FileHandler(folder / "output.log", encoding="utf-8")
+    live.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(live)
+    log.setLevel(logging.INFO)
     try:
         papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, cwd=str(notebook.parent),
                                    progress_bar=False, log_output=True, kernel_name="python3")
@@ -135,6 +152,9 @@ def execute(notebook: Path, folder: Path, parameters: dict[str, Any]) -> dict[st
         error = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
     finally:
         os.environ.pop(OUTPUT_ENV, None)
+        os.environ.pop(CHECKPOINT_ENV, None)
+        log.removeHandler(live)
+        live.close()
         if executed.exists():
             clean_file(executed)
     seconds = time.perf_counter() - start
@@ -175,7 +195,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     notebooks = discover(args.only, args.notebooks)
     rows = []
     for notebook in notebooks:
-        print(f"[cnflib] running {notebook.stem} {parameters or ''}", file=sys.stderr, flush=True)
+        print(f"[cnflib] running {notebook.stem} {parameters or ''} (live output: "
+              f"{args.output / notebook.stem / 'output.log'})", file=sys.stderr, flush=True)
         rows.append(run_one(notebook, args.output, parameters))
         print(f"[cnflib]   {rows[-1]['status']} in {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
         if args.store and rows[-1]["status"] == "ok":

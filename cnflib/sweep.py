@@ -23,7 +23,10 @@ cell. Each point runs into its own folder ``<out>/<grid values>-<hash>/`` (execu
 (``metrics.json`` present) is skipped when the sweep runs again; a point runs in
 ``<folder>.running`` and moves to ``<folder>`` when it succeeds or ``<folder>.failed`` when it
 fails, so an interrupted or failed point is never mistaken for a finished one. Failed points are
-reported, the others still run, and the exit status is non-zero.
+reported, the others still run, and the exit status is non-zero. Under the ``full`` preset every
+``fit`` of a point checkpoints into ``<its folder>/checkpoints/`` (see
+:func:`cnflib.presets.configure_trainer`): re-running the sweep resumes an interrupted or failed
+point from them (delete ``<folder>.running`` or ``<folder>.failed`` to start it afresh).
 
 Outputs in ``<out>``: ``points.csv`` (one row per point), ``results.csv`` and ``results.md``
 (mean ± std over seeds, grouped by the other grid parameters) and ``results.png``.
@@ -190,10 +193,18 @@ def expand(sweep: Sweep) -> list[Point]:
 
 
 def run_point(notebook: Path, folder: Path, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Execute one point in ``<folder>.running``, then move it to ``folder`` or ``<folder>.failed``."""
+    """Execute one point in ``<folder>.running``, then move it to ``folder`` or ``<folder>.failed``.
+
+    The folder of an earlier, interrupted (``.running``) or failed (``.failed``) run of the point
+    is reused, so that its checkpoints resume the training.
+    """
     running, failed = folder.with_name(folder.name + ".running"), folder.with_name(folder.name + ".failed")
-    shutil.rmtree(running, ignore_errors=True)
-    running.mkdir(parents=True)
+    if not running.is_dir() and failed.is_dir():
+        failed.rename(running)
+    if (running / "checkpoints").is_dir():
+        print(f"[sweep] {folder.name}: resuming from the checkpoints in {running / 'checkpoints'}",
+              file=sys.stderr, flush=True)
+    running.mkdir(parents=True, exist_ok=True)
     (running / "params.json").write_text(json.dumps(parameters, indent=2))
     row = run_notebooks.execute(notebook, running, parameters)
     if row["status"] == "ok" and not (running / "metrics.json").exists():

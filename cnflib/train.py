@@ -4,13 +4,23 @@
 function ``loss(model, batch) -> (loss, metrics)``. Minibatch ``k`` and the random numbers used
 at step ``k`` (e.g. Hutchinson noise) are seeded by ``(seed, k)``, so a run resumed from a
 checkpoint takes exactly the steps an uninterrupted run takes. Checkpoints hold only tensors and
-numbers and load with ``torch.load(..., weights_only=True)``.
+numbers and load with ``torch.load(..., weights_only=True)``; they are written to a temporary file
+and renamed, so a run killed while writing one leaves the previous one in place.
+
+Long runs (:func:`set_checkpoint_defaults`, set by :func:`cnflib.presets.configure_trainer` under
+the ``full`` preset): every ``fit`` call without its own ``checkpoint`` checkpoints into one folder
+(``fit-000-<desc>.ckpt``, ``fit-001-...``, numbered in call order, so that re-running the same
+notebook finds each call's file: finished calls are loaded, the interrupted one resumes), and
+Lightning's CSV logger (and TensorBoard's, if installed) writes each call's history next to it.
 """
 from __future__ import annotations
 
+import csv
+import importlib.util
 import logging
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -32,6 +42,7 @@ LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 HISTORY_PREFIX, SECONDS_KEY = "cnflib_history/", "cnflib_train_seconds"  # see FitModule.on_train_end
 TRAINER_DEFAULTS: dict[str, Union[str, int]] = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto"}
+CHECKPOINT_DEFAULTS: dict[str, Union[Path, int, None]] = {"folder": None, "every": 0, "calls": 0}
 
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -59,6 +70,30 @@ def set_trainer_defaults(**settings: Union[str, int, None]) -> dict[str, Union[s
         check_choice("trainer setting", key, TRAINER_DEFAULTS)
     TRAINER_DEFAULTS.update({k: v for k, v in settings.items() if v is not None})
     return dict(TRAINER_DEFAULTS)
+
+
+def set_checkpoint_defaults(folder: Union[str, Path, None], every: int = 0) -> Optional[Path]:
+    """Checkpoint every later :func:`fit` call that names no ``checkpoint`` into ``folder``.
+
+    The n-th call (counted from this one) writes ``folder/fit-<n>[-<desc>].ckpt`` every ``every``
+    steps and at its end, and logs its history under ``folder/logs/<that name>/`` (CSV, and
+    TensorBoard if installed). ``folder=None`` turns this off. Returns the folder.
+    """
+    if every < 0:
+        raise ValueError(f"every must be >= 0 steps, got {every}")
+    CHECKPOINT_DEFAULTS.update(folder=Path(folder) if folder is not None else None, every=every, calls=0)
+    return CHECKPOINT_DEFAULTS["folder"]  # type: ignore[return-value]
+
+
+def _default_checkpoint(desc: Optional[str]) -> Optional[Path]:
+    """The next call's file under :data:`CHECKPOINT_DEFAULTS` (and count the call), or ``None``."""
+    folder = CHECKPOINT_DEFAULTS["folder"]
+    if folder is None:
+        return None
+    n = int(CHECKPOINT_DEFAULTS["calls"])  # type: ignore[arg-type]
+    CHECKPOINT_DEFAULTS["calls"] = n + 1
+    label = re.sub(r"[^A-Za-z0-9.+=-]+", "_", desc or "").strip("_")[:40]
+    return Path(folder) / (f"fit-{n:03d}-{label}.ckpt" if label else f"fit-{n:03d}.ckpt")
 
 
 def flow_loss(weights: Optional[dict[str, float]] = None) -> LossFn:
@@ -209,8 +244,14 @@ class FitModule(pl.LightningModule):
                 row.update({f"eval_{k}": float(v) for k, v in self.evaluate(self.model).items()})
             self.model.train(was_training)
         self.rows.append(row)
+        if self.trainer.is_global_zero:
+            for logger in self.trainer.loggers:
+                logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=done)
         if self.on_checkpoint is not None and (done == self.steps or (self.checkpoint_every and done % self.checkpoint_every == 0)):
-            self.on_checkpoint(done)
+            if self.trainer.is_global_zero:  # one writer; every rank holds the same weights
+                self.on_checkpoint(done)
+                for logger in self.trainer.loggers:
+                    logger.save()  # the history on disk reaches at least the checkpoint
 
 
 class _ProgressBar(pl.Callback):
@@ -240,20 +281,76 @@ def _history_tensors(rows: list[dict[str, float]]) -> dict[str, Tensor]:
 
 
 def save_checkpoint(path: Union[str, Path], module: FitModule, optimizer: torch.optim.Optimizer, step: int) -> None:
-    """Write model, optimizer, step and history (tensors and numbers only) atomically."""
+    """Write model, optimizer, step, history and the RNG state (tensors and numbers only) atomically.
+
+    The state goes to a temporary file beside ``path`` (flushed to disk), which then replaces
+    ``path`` in one rename: a run killed at any moment leaves ``path`` either as it was or complete.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     history = _history_tensors(module.rows)
     state = {"model": module.model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-             "seed": module.seed, "train_seconds": module.train_seconds, "history": history}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+             "seed": module.seed, "train_seconds": module.train_seconds, "history": history,
+             "rng": torch.get_rng_state()}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _remove_stale_temporaries(path)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries of ``path`` left by killed runs (never the file itself)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Union[str, Path]) -> dict:
     """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _loggers(checkpoint: Path, start_step: int, flush_every: int) -> list:
+    """CSV (and, if installed, TensorBoard) loggers of the run checkpointed in ``checkpoint``, under
+    ``<its folder>/logs/<its name>/``; a resumed run's CSV keeps only the rows up to ``start_step``."""
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    root, name = checkpoint.parent / "logs", checkpoint.stem
+    csv_logger = CSVLogger(root, name="", version=name, flush_logs_every_n_steps=max(flush_every, 1))
+    path = Path(csv_logger.log_dir) / "metrics.csv"
+    kept = _csv_rows(path, start_step)
+    with warnings.catch_warnings():  # its writer starts by deleting the file: put back the rows the run keeps
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+        csv_logger.experiment
+    _write_csv(path, kept)
+    loggers: list = [csv_logger]
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        loggers.append(TensorBoardLogger(root, name="", version=name + "-tensorboard"))
+    return loggers
+
+
+def _csv_rows(path: Path, step: int) -> list[dict[str, str]]:
+    """The rows of ``path`` (a CSVLogger file, if it exists) whose step is at most ``step``."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [row for row in csv.DictReader(handle) if row.get("step") and float(row["step"]) <= step]
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    """Write ``rows`` to ``path`` with a header (nothing when there are none)."""
+    if not rows:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _rows_from(history: dict[str, Tensor]) -> list[dict[str, float]]:
@@ -283,7 +380,12 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         evaluate: ``evaluate(model) -> metrics``, run without gradient every ``eval_every``
             steps and after the last one, logged with an ``eval_`` prefix.
         checkpoint: a file; if it exists, training resumes from it (nothing lost) or, if it is
-            complete, is skipped and its stored history returned ("train or load").
+            complete, is skipped and its stored history returned ("train or load"), with the
+            random number generator as the finished run left it. Default: the next file of
+            :func:`set_checkpoint_defaults` if set, else none. With a checkpoint, the history is
+            also logged under ``<its folder>/logs/<its name>/metrics.csv``.
+        checkpoint_every: steps between checkpoints (0: only at the end; default: the one of
+            :func:`set_checkpoint_defaults` when that names the file).
         accelerator, devices, strategy, num_nodes: passed to Lightning's ``Trainer``; ``None``
             takes the value set by :func:`set_trainer_defaults` (``cpu``, 1 device, 1 node, ``auto``).
 
@@ -301,22 +403,35 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         FloatingPointError: the loss became NaN or infinite.
     """
     data = (data,) if isinstance(data, Tensor) else tuple(data)
+    default = _default_checkpoint(desc)
+    if checkpoint is None and default is not None:
+        checkpoint, checkpoint_every = default, checkpoint_every or int(CHECKPOINT_DEFAULTS["every"])  # type: ignore[arg-type]
     module = FitModule(model, data, loss or flow_loss(), batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                        optimizer=optimizer, seed=seed, steps=steps, lr_schedule=lr_schedule)
     module.evaluate, module.eval_every = evaluate, eval_every
+    if checkpoint is not None:
+        _remove_stale_temporaries(Path(checkpoint))
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint)
         model.load_state_dict(state["model"])
         module.start_step, module.optimizer_state = int(state["step"]), state["optimizer"]
         module.rows, module.train_seconds = _rows_from(state["history"]), float(state["train_seconds"])
-    if module.start_step >= steps:
-        return _history([r for r in module.rows if r["step"] <= steps])
+        if module.start_step >= steps:
+            if "rng" in state:  # later random draws as after the uninterrupted run
+                torch.set_rng_state(state["rng"])
+            print(f"[cnflib] fit: {checkpoint} is complete ({module.start_step} steps): loaded, not retrained",
+                  file=sys.stderr, flush=True)
+            return _history([r for r in module.rows if r["step"] <= steps])
+        print(f"[cnflib] fit: resuming from {checkpoint} at step {module.start_step} of {steps}",
+              file=sys.stderr, flush=True)
 
     home = next(model.parameters()).device
     callbacks: list[pl.Callback] = [_ProgressBar(steps, module.start_step, desc)] if progress else []
     given = {"accelerator": accelerator, "devices": devices, "strategy": strategy, "num_nodes": num_nodes}
     hardware = {**TRAINER_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
-    trainer = pl.Trainer(max_steps=steps - module.start_step, max_epochs=1, **hardware, logger=False,
+    loggers = _loggers(Path(checkpoint), module.start_step, checkpoint_every) if checkpoint is not None else False
+    trainer = pl.Trainer(max_steps=steps - module.start_step, max_epochs=1, **hardware, logger=loggers,
+                         log_every_n_steps=1,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0, limit_val_batches=0,
                          use_distributed_sampler=False,  # data parallel: every process takes every step
@@ -325,7 +440,7 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         module.on_checkpoint = lambda step: save_checkpoint(checkpoint, module, trainer.optimizers[0], step)
         module.checkpoint_every = checkpoint_every
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers|GPU available|TPU available|LitLogger|litlogger|treespec).*")
+        warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers|GPU available|TPU available|LitLogger|litlogger|treespec|exists and is not empty|logging interval).*")
         warnings.filterwarnings("ignore", category=UserWarning, module="(pytorch_)?lightning.*")
         trainer.fit(module)
     returned = {k[len(HISTORY_PREFIX):]: v for k, v in trainer.callback_metrics.items() if k.startswith(HISTORY_PREFIX)}
