@@ -175,7 +175,7 @@ class FitModule(pl.LightningModule):
         self.steps, self.lr_schedule = steps, lr_schedule
         self.start_step = 0
         self.rows: list[dict[str, float]] = []
-        self.train_seconds = 0.0
+        self.train_seconds = self.cpu_seconds = 0.0
         self.optimizer_state: Optional[dict] = None
         self.evaluate: Optional[Callable[[nn.Module], dict[str, float]]] = None
         self.eval_every = 0
@@ -197,7 +197,7 @@ class FitModule(pl.LightningModule):
         return DataLoader(_StepIndices(self.start_step, self.steps), batch_size=None, shuffle=False)
 
     def on_train_batch_start(self, step: Tensor, batch_idx: int) -> None:
-        self._t0, self._nfe0 = time.perf_counter(), nfe_totals(self.model)
+        self._t0, self._cpu0, self._nfe0 = time.perf_counter(), time.process_time(), nfe_totals(self.model)
 
     def training_step(self, step: Tensor, batch_idx: int) -> Tensor:
         step = int(step)
@@ -235,7 +235,9 @@ class FitModule(pl.LightningModule):
 
     def on_train_batch_end(self, outputs, step: Tensor, batch_idx: int) -> None:
         self.train_seconds += time.perf_counter() - self._t0
-        row = {**self._row, "nfe_backward": nfe_totals(self.model)[1] - self._nfe0[1], "seconds": self.train_seconds}
+        self.cpu_seconds += time.process_time() - self._cpu0
+        row = {**self._row, "nfe_backward": nfe_totals(self.model)[1] - self._nfe0[1], "seconds": self.train_seconds,
+               "cpu_seconds": self.cpu_seconds}
         done = row["step"]
         if self.evaluate is not None and (done == self.steps or (self.eval_every and done % self.eval_every == 0)):
             was_training = self.model.training
@@ -397,7 +399,9 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
 
     Returns:
         A DataFrame indexed by step: loss, metrics, nfe_forward, nfe_backward, seconds
-        (cumulative training wall time) and the ``eval_*`` columns.
+        (cumulative training wall time), cpu_seconds (cumulative CPU time of this process in the
+        training steps, evaluation excluded) and the ``eval_*`` columns. Both times add up across
+        a resumed run.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite.
@@ -416,6 +420,7 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         model.load_state_dict(state["model"])
         module.start_step, module.optimizer_state = int(state["step"]), state["optimizer"]
         module.rows, module.train_seconds = _rows_from(state["history"]), float(state["train_seconds"])
+        module.cpu_seconds = float(module.rows[-1].get("cpu_seconds", 0.0)) if module.rows else 0.0
         if module.start_step >= steps:
             if "rng" in state:  # later random draws as after the uninterrupted run
                 torch.set_rng_state(state["rng"])

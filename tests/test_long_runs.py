@@ -71,9 +71,10 @@ def test_a_resumed_run_rewrites_the_csv_from_the_checkpoint_step(tmp_path):
     state["step"] = 4  # as if killed after step 6 with the last checkpoint at step 4
     state["history"] = {k: v[:4] for k, v in state["history"].items()}
     torch.save(state, checkpoint)
-    fit(mlp(), (X, Y), steps=10, loss=mse, batch_size=32, progress=False, checkpoint=checkpoint)
+    history = fit(mlp(), (X, Y), steps=10, loss=mse, batch_size=32, progress=False, checkpoint=checkpoint)
     csv = pd.read_csv(tmp_path / "logs" / "run" / "metrics.csv")
     assert csv["step"].tolist() == list(range(1, 11))
+    assert history["seconds"].is_monotonic_increasing and history["cpu_seconds"].is_monotonic_increasing
 
 
 KILL_WHILE_SAVING = """
