@@ -75,7 +75,7 @@ def set_trainer_defaults(**settings: Union[str, int, None]) -> dict[str, Union[s
 def set_checkpoint_defaults(folder: Union[str, Path, None], every: int = 0) -> Optional[Path]:
     """Checkpoint every later :func:`fit` call that names no ``checkpoint`` into ``folder``.
 
-    The n-th call (counted from this one) writes ``folder/fit-<n>[-<desc>].ckpt`` every ``every``
+    The n-th ``fit`` call from now on (every call counts) writes ``folder/fit-<n>[-<desc>].ckpt`` every ``every``
     steps and at its end, and logs its history under ``folder/logs/<that name>/`` (CSV, and
     TensorBoard if installed). ``folder=None`` turns this off. Returns the folder.
     """
@@ -293,7 +293,7 @@ def save_checkpoint(path: Union[str, Path], module: FitModule, optimizer: torch.
     history = _history_tensors(module.rows)
     state = {"model": module.model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
              "seed": module.seed, "train_seconds": module.train_seconds, "history": history,
-             "rng": torch.get_rng_state()}
+             "rng": torch.get_rng_state(), **_cuda_rng()}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as handle:
@@ -304,6 +304,11 @@ def save_checkpoint(path: Union[str, Path], module: FitModule, optimizer: torch.
     finally:
         tmp.unlink(missing_ok=True)
     _remove_stale_temporaries(path)
+
+
+def _cuda_rng() -> dict[str, list[Tensor]]:
+    """The CUDA generators' states, when CUDA is in use (``{}`` otherwise)."""
+    return {"cuda_rng": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {}
 
 
 def _remove_stale_temporaries(path: Path) -> None:
@@ -421,14 +426,18 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         module.start_step, module.optimizer_state = int(state["step"]), state["optimizer"]
         module.rows, module.train_seconds = _rows_from(state["history"]), float(state["train_seconds"])
         module.cpu_seconds = float(module.rows[-1].get("cpu_seconds", 0.0)) if module.rows else 0.0
-        if module.start_step >= steps:
-            if "rng" in state:  # later random draws as after the uninterrupted run
+        if module.start_step >= steps:  # later random draws as after the uninterrupted run
+            if "rng" in state:
                 torch.set_rng_state(state["rng"])
+            if "cuda_rng" in state and torch.cuda.is_available() and torch.cuda.device_count() == len(state["cuda_rng"]):
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
             print(f"[cnflib] fit: {checkpoint} is complete ({module.start_step} steps): loaded, not retrained",
                   file=sys.stderr, flush=True)
-            return _history([r for r in module.rows if r["step"] <= steps])
-        print(f"[cnflib] fit: resuming from {checkpoint} at step {module.start_step} of {steps}",
-              file=sys.stderr, flush=True)
+        else:
+            print(f"[cnflib] fit: resuming from {checkpoint} at step {module.start_step} of {steps}",
+                  file=sys.stderr, flush=True)
+    if module.start_step >= steps:
+        return _history([r for r in module.rows if r["step"] <= steps])
 
     home = next(model.parameters()).device
     callbacks: list[pl.Callback] = [_ProgressBar(steps, module.start_step, desc)] if progress else []
