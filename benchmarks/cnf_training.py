@@ -24,8 +24,8 @@ def run_variant(trace: str, sensitivity: str, iterations: int, seed: int, queue:
     import torch
 
     from cnflib.data import toy
-    from cnflib.models import CNF, ConcatSquashMLP
-    from cnflib.train import fit
+    from cnflib.core import CNF, ConcatSquashMLP
+    from cnflib.core.train import fit
 
     torch.manual_seed(seed)
     train, test = toy.splits("8gaussians", 20_000, 5_000, seed=seed)

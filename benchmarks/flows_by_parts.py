@@ -16,9 +16,10 @@ import pandas as pd
 import torch
 
 from cnflib import parts
+from cnflib.core.transforms import dequantize
 from cnflib.data import images
 from cnflib.models.glow import glow
-from cnflib.train import seed_everything
+from cnflib.core.train import seed_everything
 
 RUNS = {  # name: (schedule, parts, split)
     "end-to-end": ("end_to_end", 2, "across_blocks"),
@@ -43,10 +44,10 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     train, test_split = images.digits("train"), images.digits("test")
-    preprocess = lambda x: images.dequantize(x, train.levels) - 0.5  # noqa: E731
+    preprocess = lambda x: dequantize(x, train.levels) - 0.5  # noqa: E731
     tables = []
     for seed in args.seeds:
-        test = images.dequantize(test_split.x, train.levels, torch.Generator().manual_seed(seed + 1)) - 0.5
+        test = dequantize(test_split.x, train.levels, torch.Generator().manual_seed(seed + 1)) - 0.5
         results = {}
         for name in args.runs:
             schedule, k, split = RUNS[name]

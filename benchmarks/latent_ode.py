@@ -15,8 +15,9 @@ import pandas as pd
 import torch
 
 from cnflib.data.timeseries import make_spirals, standardize_labels
-from cnflib.models.latent_ode import LatentODE, PartitionedLatentODE, elbo_loss
-from cnflib.train import fit, seed_everything
+from cnflib.infocnf.latent_ode import PartitionedLatentODE
+from cnflib.models.latent_ode import LatentODE, elbo_loss
+from cnflib.core.train import fit, seed_everything
 
 VARIANTS = [  # (model, solver, sensitivity)
     ("baseline", "rk4", "autograd"),

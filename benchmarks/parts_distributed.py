@@ -16,7 +16,7 @@ from dataclasses import asdict
 import pandas as pd
 import torch
 
-from cnflib.parts_distributed import PipelineConfig, run_local
+from cnflib.parts.distributed import PipelineConfig, run_local
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 
 from cnflib.data import toy
-from cnflib.models import CNF, ConcatSquashMLP
-from cnflib.pruning import prune_retrain
+from cnflib.core import CNF, ConcatSquashMLP
+from cnflib.sparse.pruning import prune_retrain
 
 
 def main(dataset: str = "gaussians_spiral", steps: int = 100, ratios: tuple[float, ...] = (0.5, 0.8, 0.9),

@@ -24,8 +24,8 @@ import sys
 import torch
 
 from cnflib.models.node import gradient_cost
-from cnflib.models.vector_fields import TimeConcatMLP
-from cnflib.odes import BudgetedField, neural_ode, solve
+from cnflib.core.vector_fields import TimeConcatMLP
+from cnflib.core.odes import BudgetedField, neural_ode, solve
 
 SENSITIVITIES = ("autograd", "adjoint")
 

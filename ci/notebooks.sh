@@ -6,4 +6,4 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$CNFLIB_ROOT"
 export MPLBACKEND="${MPLBACKEND:-Agg}" PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::DeprecationWarning}"  # this run only
-python -m cnflib.run_notebooks "$@"
+python -m cnflib.collection.run_notebooks "$@"

@@ -1,4 +1,4 @@
-"""A short cnflib.train.fit run, single-process or data parallel on CPU processes (gloo); used by test_ddp.py.
+"""A short cnflib.core.train.fit run, single-process or data parallel on CPU processes (gloo); used by test_ddp.py.
 
     python tests/ddp_fit.py OUT.json --processes 2
 
@@ -12,8 +12,8 @@ import warnings
 
 import torch
 
-from cnflib.models import CNF, ConcatSquashMLP
-from cnflib.train import fit
+from cnflib.core import CNF, ConcatSquashMLP
+from cnflib.core.train import fit
 
 
 def run(processes: int, strategy: str = "ddp", checkpoint=None) -> dict:

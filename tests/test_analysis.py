@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from cnflib.analysis import Modes, flow_hessian, hessian_stats, hutchinson_trace, lanczos, loss_hvp, mode_report, power_iteration
-from cnflib.models import CNF, ConcatSquashMLP
-from cnflib.pruning import prune_model
+from cnflib.sparse import Modes, flow_hessian, hessian_stats, hutchinson_trace, lanczos, loss_hvp, mode_report, power_iteration
+from cnflib.core import CNF, ConcatSquashMLP
+from cnflib.sparse.pruning import prune_model
 
 
 # -- modes ------------------------------------------------------------------------------------------
@@ -84,7 +84,7 @@ def exact_hessian(cnf: CNF, x: torch.Tensor) -> torch.Tensor:
 
 
 def _log_prob(cnf: CNF, params: dict, x: torch.Tensor) -> torch.Tensor:
-    from cnflib.models import standard_normal_log_prob
+    from cnflib.core import standard_normal_log_prob
 
     out = functional_call(cnf, params, (x,))
     return standard_normal_log_prob(out.z) + out.delta_logp

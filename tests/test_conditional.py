@@ -4,14 +4,14 @@ import math
 import pytest
 import torch
 
-from cnflib.models.conditional import (ConditionalPrior, ccnf_prior, gaussian_log_prob, infocnf_prior,
-                                       parameter_count)
+from cnflib.core.distributions import diagonal_gaussian_log_prob
+from cnflib.infocnf.priors import ConditionalPrior, ccnf_prior, infocnf_prior, parameter_count
 
 
-def test_gaussian_log_prob_matches_torch():
+def test_diagonal_gaussian_log_prob_matches_torch():
     z, mean, log_std = torch.randn(4, 3), torch.randn(4, 3), 0.3 * torch.randn(4, 3)
     ref = torch.distributions.Normal(mean, log_std.exp()).log_prob(z).sum(1)
-    assert torch.allclose(gaussian_log_prob(z, mean, log_std), ref, atol=1e-5)
+    assert torch.allclose(diagonal_gaussian_log_prob(z, mean, log_std), ref, atol=1e-5)
 
 
 def test_infocnf_splits_the_latent():
@@ -55,7 +55,7 @@ def test_classifier_reads_only_z_y_and_sampling_follows_the_prior():
     assert torch.allclose(prior.logits(z), prior.logits(z2))
     with torch.no_grad():
         prior.prior.bias.copy_(torch.tensor([5.0, 5, 5, -1, -1, -1]))
-    s = prior.sample(torch.zeros(20_000, dtype=torch.long), generator=torch.Generator().manual_seed(0))
+    s = prior.sample(20_000, torch.zeros(20_000, dtype=torch.long), generator=torch.Generator().manual_seed(0))
     assert torch.allclose(s[:, :3].mean(0), torch.full((3,), 5.0), atol=0.02)
     assert torch.allclose(s[:, :3].std(0), torch.full((3,), math.exp(-1)), atol=0.02)
     assert torch.allclose(s[:, 3:].std(0), torch.ones(3), atol=0.03)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnflib.train import shard
+from cnflib.core.train import shard
 from ddp_fit import run
 
 SCRIPT = Path(__file__).with_name("ddp_fit.py")

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from cnflib.density import gaussian_fit_log_prob, grid_mass, hutchinson_variance
-from cnflib.models.cnf import sample_noise
+from cnflib.core.density import gaussian_fit_log_prob, grid_mass, hutchinson_variance
+from cnflib.core.cnf import sample_noise
 
 
 def test_grid_mass_of_a_gaussian_is_one():
@@ -39,8 +39,8 @@ def test_unknown_noise_lists_the_valid_ones():
 
 def test_mean_nll_in_chunks_equals_one_solve_for_a_linear_field():
     # f(z) = A z with a fixed step solver: per-point results do not depend on the batch.
-    from cnflib.density import mean_nll
-    from cnflib.models import CNF
+    from cnflib.core.density import mean_nll
+    from cnflib.core import CNF
 
     class Linear(torch.nn.Module):
         def __init__(self):

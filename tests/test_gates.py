@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from cnflib.gates import (TOL_MAX, TOL_MIN, ConvGate, MLPGate, ToleranceGates, discounted_returns,
+from cnflib.infocnf.gates import (TOL_MAX, TOL_MIN, ConvGate, MLPGate, ToleranceGates, discounted_returns,
                           image_gates, reinforce_surrogate)
-from cnflib.models import CNF, ConcatSquashMLP
+from cnflib.core import CNF, ConcatSquashMLP
 from cnflib.models.image_cnf import MultiscaleCNF
 
 
@@ -110,6 +110,6 @@ def test_image_gates_one_per_block():
     gates = image_gates(flow.block_shapes, low=1e-4, high=1e-2, cost=0.1).eval()
     with torch.no_grad():
         out = flow(torch.randn(4, 1, 8, 8), gates)
-    assert sorted(gates.tolerances) == [0, 1] and out.nfe == [gates.nfe[0], gates.nfe[1]]
+    assert sorted(gates.tolerances) == [0, 1] and flow.block_nfe == [gates.nfe[0], gates.nfe[1]] and out.nfe == sum(flow.block_nfe)
     assert gates.tolerances[0] == pytest.approx(1e-3, rel=0.06)  # eval: the policy mean, the middle of the range
     assert isinstance(gates.gates[1], nn.Module) and gates.gates[1].body[0].in_channels == 2

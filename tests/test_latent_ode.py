@@ -8,8 +8,9 @@ import torch
 
 from cnflib.data.timeseries import (A_MEAN, A_STD, B_MEAN, B_STD, make_spirals, spiral_paths,
                                     standardize_labels)
-from cnflib.models.latent_ode import (LatentODE, PartitionedLatentODE, RecognitionRNN, elbo_loss, gaussian_kl,
-                                      gaussian_log_likelihood, trajectory_mse)
+from cnflib.core.distributions import gaussian_kl, gaussian_log_likelihood
+from cnflib.infocnf.latent_ode import PartitionedLatentODE
+from cnflib.models.latent_ode import LatentODE, RecognitionRNN, elbo_loss, trajectory_mse
 
 
 def _tiny(n: int = 40, seed: int = 0):

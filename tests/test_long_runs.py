@@ -15,8 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnflib import train
-from cnflib.train import fit, load_checkpoint, set_checkpoint_defaults
+from cnflib.core.train import RunCheckpoints, fit, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 X = torch.randn(256, 2, generator=torch.Generator().manual_seed(1))
@@ -32,35 +31,36 @@ def mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))
 
 
-@pytest.fixture(autouse=True)
-def _no_default_checkpoints():
-    yield
-    set_checkpoint_defaults(None)
-
-
-def _two_fits(steps: int = 12) -> tuple[nn.Module, nn.Module, float]:
+def _two_fits(steps: int = 12, **trainer) -> tuple[nn.Module, nn.Module, float]:
     torch.manual_seed(0)
     first = mlp()
-    fit(first, (X, Y), steps=steps, loss=mse, batch_size=32, progress=False, desc="first")
+    fit(first, (X, Y), steps=steps, loss=mse, batch_size=32, progress=False, desc="first", **trainer)
     between = float(torch.rand(()))  # a random draw after a fit: the same after a loaded one
     second = mlp()
-    fit(second, (X, Y), steps=steps, loss=mse, batch_size=32, progress=False)
+    fit(second, (X, Y), steps=steps, loss=mse, batch_size=32, progress=False, **trainer)
     return first, second, between
 
 
-def test_default_checkpoints_name_each_call_and_log_its_history(tmp_path):
+def test_run_checkpoints_name_each_call_and_log_its_history(tmp_path):
     reference = _two_fits()
-    set_checkpoint_defaults(tmp_path, every=5)
-    _two_fits()
+    _two_fits(checkpoints=RunCheckpoints(tmp_path, every=5))
     assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["fit-000-first.ckpt", "fit-001.ckpt"]
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert int(load_checkpoint(tmp_path / "fit-001.ckpt")["step"]) == 12 and not list(tmp_path.glob(".*.tmp"))
     csv = pd.read_csv(tmp_path / "logs" / "fit-000-first" / "metrics.csv")
     assert csv["step"].tolist() == list(range(1, 13)) and {"loss", "nfe_forward", "seconds"} <= set(csv.columns)
-    set_checkpoint_defaults(tmp_path, every=5)  # a re-run of the same notebook: both loaded, not retrained
-    again = _two_fits()
+    again = _two_fits(checkpoints=RunCheckpoints(tmp_path, every=5))  # a re-run: both loaded, not retrained
     for a, b in zip(reference[:2], again[:2]):
         assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     assert again[2] == reference[2]
+
+
+def test_a_checkpoint_of_another_fit_call_is_refused(tmp_path):
+    fit(mlp(), (X, Y), steps=4, loss=mse, batch_size=32, progress=False, checkpoints=RunCheckpoints(tmp_path))
+    wider = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 1))
+    with pytest.raises(ValueError, match="written by another fit call .*model"):
+        fit(wider, (X, Y), steps=4, loss=mse, batch_size=32, progress=False, checkpoints=RunCheckpoints(tmp_path))
+    with pytest.raises(ValueError, match="lr"):
+        fit(mlp(), (X, Y), steps=4, loss=mse, batch_size=32, lr=0.1, progress=False, checkpoints=RunCheckpoints(tmp_path))
 
 
 def test_a_resumed_run_rewrites_the_csv_from_the_checkpoint_step(tmp_path):
@@ -82,7 +82,7 @@ import io, os, signal, sys, torch
 from torch import nn
 sys.path.insert(0, {tests!r})
 from test_long_runs import X, Y, mlp, mse
-from cnflib.train import fit
+from cnflib.core.train import fit
 real, calls = torch.save, []
 def dying_save(obj, f, *args, **kwargs):  # the second checkpoint: half written, then SIGKILL
     calls.append(1)
@@ -119,10 +119,10 @@ POINT_CODE = '''
 import time
 import torch
 from torch import nn
-from cnflib.train import fit, seed_everything
+from cnflib.core.train import fit, seed_everything
 
 
-def run(steps: int, seed: int, pause: float):
+def run(steps: int, seed: int, pause: float, trainer: dict):
     """Two fits: a short one, then a long one that the test kills."""
     torch.set_num_threads(1)
     seed_everything(seed)
@@ -138,10 +138,10 @@ def run(steps: int, seed: int, pause: float):
         return nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))
 
     first = mlp()
-    fit(first, (x, y), steps=20, loss=mse, batch_size=32, seed=seed, progress=False, desc="first")
+    fit(first, (x, y), steps=20, loss=mse, batch_size=32, seed=seed, progress=False, desc="first", **trainer)
     between = float(torch.rand(()))
     second = mlp()
-    fit(second, (x, y), steps=steps, loss=mse, batch_size=32, seed=seed, progress=False, desc="second")
+    fit(second, (x, y), steps=steps, loss=mse, batch_size=32, seed=seed, progress=False, desc="second", **trainer)
     return {"first": first.state_dict(), "second": second.state_dict()}, between
 '''
 
@@ -159,11 +159,11 @@ def _point_notebook(folder: Path) -> Path:
         import torch
         sys.path.insert(0, os.getcwd())
         import resume_point
-        from cnflib.presets import configure_trainer
-        from cnflib.report import output_dir, record_metrics
-        configure_trainer(preset, accelerator="cpu", checkpoint_every=10)
+        from cnflib.collection.presets import configure_trainer
+        from cnflib.collection.report import output_dir, record_metrics
+        trainer = configure_trainer(preset, accelerator="cpu", checkpoint_every=10)
         (output_dir() / "kernel.pid").write_text(str(os.getpid()))
-        state, between = resume_point.run(steps, seed, pause)
+        state, between = resume_point.run(steps, seed, pause, trainer)
         torch.save(state, output_dir() / "final.pt")
         record_metrics(between=between)
     """))
@@ -179,7 +179,7 @@ def test_a_killed_sweep_point_resumes_from_its_checkpoint_to_the_same_parameters
     sweep_file.write_text(f"notebook: {notebook}\nparameters: {{preset: full}}\ngrid:\n  seed: [0]\n")
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    command = [sys.executable, "-m", "cnflib.sweep", str(sweep_file), "--out", str(out)]
+    command = [sys.executable, "-m", "cnflib.collection.sweep", str(sweep_file), "--out", str(out)]
     sweep = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
@@ -217,7 +217,7 @@ def test_a_killed_sweep_point_resumes_from_its_checkpoint_to_the_same_parameters
         import resume_point
     finally:
         sys.path.remove(str(tmp_path))
-    expected, between = resume_point.run(300, 0, 0.0)  # uninterrupted, no checkpoints
+    expected, between = resume_point.run(300, 0, 0.0, {})  # uninterrupted, no checkpoints
     got = torch.load(done / "final.pt", weights_only=True)
     for name in ("first", "second"):
         assert all(torch.equal(expected[name][k], got[name][k]) for k in expected[name]), name

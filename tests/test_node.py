@@ -5,8 +5,8 @@ from torch import nn
 
 from cnflib.data.classification import best_threshold_accuracy, nested_annuli
 from cnflib.models.node import ODEClassifier, ResNet, SavedTensorMeter, accuracy, classification_loss, gradient_cost
-from cnflib.models.vector_fields import TimeConcatMLP
-from cnflib.odes import BudgetedField, neural_ode, solve
+from cnflib.core.vector_fields import TimeConcatMLP
+from cnflib.core.odes import BudgetedField, neural_ode, solve
 
 
 class Linear(nn.Module):

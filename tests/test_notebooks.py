@@ -42,12 +42,44 @@ def test_notebook_shape(path):
     assert counts == sorted(counts), "executed top to bottom"
 
 
+def _header(path: pathlib.Path) -> str:
+    return "".join(json.loads(path.read_text())["cells"][0]["source"])
+
+
+def index_runtimes() -> dict[str, str]:
+    rows = {}
+    for line in (ROOT / "notebooks" / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and re.fullmatch(r"\d\d_\w+", cells[0]):
+            rows[cells[0]] = cells[3]
+    return rows
+
+
+@pytest.mark.parametrize("i", range(len(NOTEBOOKS)), ids=[p.stem for p in NOTEBOOKS])
+def test_previous_and_next_links_follow_the_index(i):
+    header = _header(NOTEBOOKS[i])
+    previous = re.search(r"\*Previous:\*(.*?)\*Next:\*", header, re.S)
+    following = re.search(r"\*Next:\*(.*)", header)
+    assert previous and following, "the title block names the previous and the next notebook"
+    links = lambda text: re.findall(r"\]\((\d\d_\w+)\.ipynb\)", text)  # noqa: E731
+    assert links(previous.group(1)) == ([NOTEBOOKS[i - 1].stem] if i > 0 else [])
+    assert links(following.group(1))[:1] == ([NOTEBOOKS[i + 1].stem] if i + 1 < len(NOTEBOOKS) else [])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stated_runtime_agrees_with_the_index(path):
+    stated = re.search(r"\*Default runtime:\* about (\d+(?:\.\d+)?) minutes?", _header(path))
+    indexed = re.fullmatch(r"~(\d+(?:\.\d+)?) min", index_runtimes()[path.stem])
+    assert stated and indexed, "the title block says '*Default runtime:* about N minutes'; the index '~N min'"
+    assert float(stated.group(1)) == float(indexed.group(1))
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_stored_notebook_is_clean(path):
     """No papermill run metadata, no per-cell timestamps, no progress-bar chunks (run_notebooks.clean)."""
     import copy
 
-    from cnflib.run_notebooks import PROGRESS_FRAME, clean
+    from cnflib.collection.run_notebooks import PROGRESS_FRAME, clean
 
     nb = json.loads(path.read_text())
     assert "papermill" not in nb["metadata"]
@@ -56,11 +88,11 @@ def test_stored_notebook_is_clean(path):
         for output in cell.get("outputs", []):
             if output.get("name") == "stderr":
                 assert not PROGRESS_FRAME.search("".join(output["text"])), output["text"]
-    assert clean(copy.deepcopy(nb)) == nb, "python -m cnflib.run_notebooks --clean notebooks/*.ipynb"
+    assert clean(copy.deepcopy(nb)) == nb, "python -m cnflib.collection.run_notebooks --clean notebooks/*.ipynb"
 
 
 def test_clean_keeps_outputs_and_drops_run_noise():
-    from cnflib.run_notebooks import clean
+    from cnflib.collection.run_notebooks import clean
 
     warning = "/tmp/x.py:3: UserWarning: something real\n"
     frames = "\rfit:   0%|          | 0/300 [00:00<?, ?it/s]\rfit:  50%|█████     | 150/300 [00:10<00:10, 14.9it/s, loss=3.2]"

@@ -1,7 +1,7 @@
 """The project's own files agree with each other and install as a user would install them:
 dependencies and their pins, the shell activation, the CI entry point, the wheel."""
 import os
-import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -132,8 +132,12 @@ def test_the_wheel_installs_and_runs_without_the_checkout(tmp_path):
     """Build the wheel, install it into a fresh venv that sees this env's packages through a .pth
     file (so nothing is downloaded), and use it from a folder outside the checkout: the console
     script ``cnflib-data list`` (its checksums file found inside the package) and a CNF log-density."""
+    source = tmp_path / "source"  # a copy: building in the checkout would leave build/ and *.egg-info there
+    shutil.copytree(ROOT / "cnflib", source / "cnflib", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp_path / "dist"), str(ROOT)], capture_output=True, text=True, timeout=120)
+                            "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=120)
     assert build.returncode == 0, build.stderr
     wheel = next((tmp_path / "dist").glob("cnflib-*.whl"))
     target = tmp_path / "venv"
@@ -158,7 +162,7 @@ def test_the_wheel_installs_and_runs_without_the_checkout(tmp_path):
     assert all((bin_dir / name).is_file() for name in PROJECT["scripts"])
     density = textwrap.dedent(f"""
         import cnflib, torch
-        from cnflib.models import CNF, ConcatSquashMLP
+        from cnflib import CNF, ConcatSquashMLP
         assert cnflib.__file__.startswith({str(target)!r}), cnflib.__file__
         torch.manual_seed(0)
         flow = CNF(ConcatSquashMLP(2, (8,)), 2, trace="exact")

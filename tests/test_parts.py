@@ -6,7 +6,7 @@ import torch
 from cnflib.models.glow import glow
 from cnflib.models.stacked_cnf import stacked_cnf
 from cnflib.parts import evaluate_parts, part_bounds, train_schedule, truncated_nll
-from cnflib.parts_distributed import PipelineConfig, run_local
+from cnflib.parts.distributed import PipelineConfig, run_local
 
 
 def _flow():

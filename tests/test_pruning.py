@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from cnflib.models import CNF, ConcatSquashMLP, TimeConcatMLP
-from cnflib.pruning import (METHODS, count_parameters, effective, prunable_layers, prune_model, prune_retrain,
+from cnflib.core import CNF, ConcatSquashMLP, TimeConcatMLP
+from cnflib.sparse.pruning import (METHODS, count_parameters, effective, prunable_layers, prune_model, prune_retrain,
                             restore_masks)
-from cnflib.train import fit, load_checkpoint
+from cnflib.core.train import fit, load_checkpoint
 
 DATA = torch.randn(256, 2)
 

@@ -3,33 +3,26 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
-from cnflib.models import CNF, ConcatSquashMLP
-from cnflib.regularizers import JacobianFrobenius, KineticEnergy, rnode
-from cnflib.straightness import kinetic_ratio, path_length, straightness
-from cnflib.train import fit, flow_loss
-
-
-class LinearField(nn.Module):
-    """f(t, z) = A z. z: [n, D] -> [n, D]."""
-
-    def __init__(self, A: torch.Tensor) -> None:
-        super().__init__()
-        self.dim = A.shape[0]
-        self.A = nn.Parameter(A.clone())
-
-    def forward(self, t, z):
-        return z @ self.A.T
+from cnflib.core import CNF, ConcatSquashMLP
+from cnflib.rnode.regularizers import JacobianFrobenius, KineticEnergy, rnode_regularizers
+from cnflib.rnode.straightness import kinetic_ratio, path_length, straightness
+from cnflib.core.train import fit, flow_loss
 
 
-def _flow(A, **kwargs):
-    options = dict(trace="exact", atol=1e-8, rtol=1e-8, sensitivity="autograd", T=0.7)
-    options.update(kwargs)
-    return CNF(LinearField(A), regularizers=[KineticEnergy(), JacobianFrobenius()], **options)
+@pytest.fixture
+def _flow(linear_field):
+    """``_flow(A, **options)``: a CNF of ``f = A z`` integrating RNODE's two regularizers."""
+
+    def make(A, **kwargs):
+        options = dict(trace="exact", atol=1e-8, rtol=1e-8, sensitivity="autograd", T=0.7)
+        options.update(kwargs)
+        return CNF(linear_field(A), regularizers=[KineticEnergy(), JacobianFrobenius()], **options)
+
+    return make
 
 
-def test_kinetic_closed_form_diagonal():
+def test_kinetic_closed_form_diagonal(_flow):
     # z_i(t) = x_i e^{a_i t}: int_0^T 1/2 mean_i (a_i z_i)^2 dt = 1/(2D) sum_i a_i x_i^2 (e^{2 a_i T} - 1) / 2
     torch.manual_seed(0)
     a = torch.tensor([-1.0, 0.5, 1.5])
@@ -41,7 +34,7 @@ def test_kinetic_closed_form_diagonal():
     torch.testing.assert_close(out.delta_logp, torch.full((16,), a.sum().item() * T), rtol=1e-5, atol=1e-6)
 
 
-def test_kinetic_and_jacobian_closed_form_rotation():
+def test_kinetic_and_jacobian_closed_form_rotation(_flow):
     # A = w J (rotation): |A z| = w |x| along the path; eps^T A = w eps^T J has |.|^2 = w^2 |eps|^2 = 2 w^2
     # for Rademacher eps in 2-D, so both integrals are exact whatever the noise draw.
     torch.manual_seed(1)
@@ -54,7 +47,7 @@ def test_kinetic_and_jacobian_closed_form_rotation():
         torch.testing.assert_close(out.regularizers["jacobian"], torch.full((32,), T * w**2), rtol=1e-5, atol=1e-7)
 
 
-def test_jacobian_frobenius_unbiased():
+def test_jacobian_frobenius_unbiased(_flow):
     # E[mean_i (eps^T A)_i^2] = |A|_F^2 / D for Gaussian and Rademacher eps
     torch.manual_seed(2)
     A = torch.randn(4, 4)
@@ -78,13 +71,13 @@ def test_regularizer_integrands_directly():
 
 
 def test_rnode_weights():
-    regs, weights = rnode()
+    regs, weights = rnode_regularizers()
     assert [r.name for r in regs] == ["kinetic", "jacobian"] and weights == {"kinetic": 0.01, "jacobian": 0.01}
-    regs, weights = rnode(kinetic=0.5, jacobian=0.0)
+    regs, weights = rnode_regularizers(kinetic=0.5, jacobian=0.0)
     assert [r.name for r in regs] == ["kinetic"] and weights == {"kinetic": 0.5}
-    assert rnode(0, 0) == ([], {})
+    assert rnode_regularizers(0, 0) == ([], {})
     with pytest.raises(ValueError):
-        rnode(kinetic=-1.0)
+        rnode_regularizers(kinetic=-1.0)
 
 
 def test_no_regularizers_changes_nothing():
@@ -92,7 +85,7 @@ def test_no_regularizers_changes_nothing():
     vf = ConcatSquashMLP(2, (16, 16))
     x = torch.randn(64, 2)
     plain = CNF(vf, T=0.5)
-    regs, _ = rnode(0.0, 0.0)
+    regs, _ = rnode_regularizers(0.0, 0.0)
     same = CNF(vf, T=0.5, regularizers=regs)
     a, b = plain(x), same(x)
     torch.testing.assert_close(a.z, b.z)
@@ -117,7 +110,7 @@ def test_regularizer_gradient_adjoint_matches_autograd():
 @pytest.mark.parametrize("trace", ["exact", "hutchinson"])
 def test_regularized_training_runs(sensitivity, trace):
     torch.manual_seed(5)
-    regs, weights = rnode(kinetic=1.0, jacobian=1.0)
+    regs, weights = rnode_regularizers(kinetic=1.0, jacobian=1.0)
     cnf = CNF(ConcatSquashMLP(2, (16, 16)), trace=trace, T=0.5, atol=1e-4, rtol=1e-4,
               sensitivity=sensitivity, regularizers=regs)
     history = fit(cnf, torch.randn(256, 2) * 2, steps=3, loss=flow_loss(weights), batch_size=64, progress=False)
@@ -130,7 +123,7 @@ def test_regularized_training_runs(sensitivity, trace):
 
 def test_kinetic_penalty_lowers_kinetic_energy():
     torch.manual_seed(6)
-    regs, weights = rnode(kinetic=10.0, jacobian=0.0)
+    regs, weights = rnode_regularizers(kinetic=10.0, jacobian=0.0)
     cnf = CNF(ConcatSquashMLP(2, (16, 16)), T=0.5, atol=1e-4, rtol=1e-4, regularizers=regs)
     history = fit(cnf, torch.randn(512, 2), steps=30, loss=flow_loss(weights), batch_size=128, lr=1e-2, progress=False)
     assert history.kinetic.iloc[-5:].mean() < 0.5 * history.kinetic.iloc[:5].mean()

@@ -4,13 +4,13 @@ import math
 import torch
 
 from cnflib.models.image_cnf import MultiscaleCNF, plain_solve
-from cnflib.regularizers import rnode
+from cnflib.rnode.regularizers import rnode_regularizers
 from cnflib.rnode import summarize_images, train_image_flow
 
 
 def test_multiscale_regularizers_are_the_sum_over_blocks():
     torch.manual_seed(0)
-    regularizers, _ = rnode(0.01, 0.01)
+    regularizers, _ = rnode_regularizers(0.01, 0.01)
     flow = MultiscaleCNF((1, 4, 4), scales=2, hidden=(4,), trace="exact", solver="rk4", steps=4,
                          regularizers=regularizers)
     seen = []

@@ -3,7 +3,7 @@ import json
 
 import nbformat
 
-from cnflib import run_notebooks
+from cnflib.collection import run_notebooks
 
 
 def _notebook(path, code):
@@ -18,7 +18,7 @@ def _notebook(path, code):
 def test_runner_reports_failures_and_metrics(tmp_path, monkeypatch, capsys):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    _notebook(notebooks / "01_ok.ipynb", "from cnflib.report import record_metrics\nrecord_metrics(nll=1.25, preset=preset)")
+    _notebook(notebooks / "01_ok.ipynb", "from cnflib.collection.report import record_metrics\nrecord_metrics(nll=1.25, preset=preset)")
     _notebook(notebooks / "02_broken.ipynb", "assert False, 'the effect did not show'")
     monkeypatch.setattr(run_notebooks, "NOTEBOOKS", notebooks)
     out = tmp_path / "out"

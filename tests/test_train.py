@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnflib.models import CNF, ConcatSquashMLP
-from cnflib.train import fit, flow_loss, load_checkpoint
+from cnflib.core import CNF, ConcatSquashMLP
+from cnflib.core.train import fit, flow_loss, load_checkpoint
 
 
 def small_cnf() -> CNF:
@@ -78,17 +78,19 @@ def test_fit_trains_any_module_with_a_custom_loss():
     assert history["mse"].iloc[-1] < 1e-3
 
 
-def test_trainer_defaults_apply_to_fit_and_reject_unknown_settings(monkeypatch):
-    from cnflib import presets, train
+def test_configure_trainer_gives_explicit_settings_for_fit():
+    from cnflib.collection import presets
+    from cnflib.core import train
 
-    monkeypatch.setattr(train, "TRAINER_DEFAULTS", dict(train.TRAINER_DEFAULTS))
-    with pytest.raises(ValueError, match="valid: accelerator, devices, num_nodes, strategy"):
-        train.set_trainer_defaults(gpus=2)
     assert presets.configure_trainer("full")["accelerator"] == "auto"
     settings = presets.configure_trainer("tutorial", devices=1)
     assert settings == {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto"}
+    with pytest.raises(ValueError, match="preset"):
+        presets.configure_trainer("tutorail")
+
     def squared_error(model, x):
         return ((model(x) - x) ** 2).mean(), {}
 
-    history = train.fit(torch.nn.Linear(1, 1), torch.randn(16, 1), steps=2, loss=squared_error, progress=False)
+    history = train.fit(torch.nn.Linear(1, 1), torch.randn(16, 1), steps=2, loss=squared_error, progress=False,
+                        **settings)
     assert len(history) == 2

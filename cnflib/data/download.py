@@ -38,8 +38,8 @@ from typing import Optional, Union
 import pooch
 from tqdm.auto import tqdm
 
-from cnflib._paths import checkout, package_file
-from cnflib._validation import check_choice
+from cnflib.core._paths import checkout, package_file
+from cnflib.core._validation import check_choice
 
 REPO = checkout()
 CHECKSUMS = package_file("cnflib.data", "checksums.json")

@@ -1,14 +1,11 @@
 """Image data for the image flows: scikit-learn's 8x8 digits (ships with scikit-learn, no download),
 MNIST and CIFAR-10 (``python -m cnflib.data download mnist cifar10``, read by torchvision).
 
-Images are kept as integer levels; a flow sees them through :func:`dequantize` (uniform noise,
-scaled into [0, 1)) and usually :func:`logit_transform`. Likelihoods of discrete images are
-reported in bits per dimension with :func:`bits_per_dim`, which accounts for the scaling, so
-that the figure is that of the discrete data (Theis et al. 2016; FFJORD and Glow report it so).
+Images are kept as integer levels; a flow sees them through the transforms of
+:mod:`cnflib.core.transforms` (dequantization, logit, bits/dim).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -16,7 +13,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from cnflib._validation import check_choice
+from cnflib.core._validation import check_choice
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
@@ -67,32 +64,6 @@ def digits(split: str = "train", *, validation_fraction: float = 0.1, test_fract
         parts["train"].append(index[n_test + n_val:])
     index = torch.cat(parts[split]).sort().values
     return ImageSplit(x=x[index], y=y[index], levels=17)
-
-
-def dequantize(x: Tensor, levels: int, generator: Optional[torch.Generator] = None) -> Tensor:
-    """Uniform dequantization: integer levels x [...] -> ``(x + u) / levels`` in [0, 1), u ~ U[0, 1)."""
-    noise = torch.rand(x.shape, generator=generator, device=x.device)
-    return (x.float() + noise) / levels
-
-
-def logit_transform(x: Tensor, alpha: float = 0.05) -> tuple[Tensor, Tensor]:
-    """``y = logit(alpha + (1 - 2 alpha) x)`` for x [n, ...] in [0, 1], and log|dy/dx| summed per sample [n].
-
-    ``alpha`` keeps the logit away from 0 and 1 (RealNVP uses 0.05, FFJORD 1e-6).
-    """
-    s = alpha + (1 - 2 * alpha) * x
-    y = torch.log(s) - torch.log1p(-s)
-    log_det = math.log(1 - 2 * alpha) - torch.log(s) - torch.log1p(-s)
-    return y, log_det.flatten(1).sum(1)
-
-
-def bits_per_dim(nll_nats: Tensor, dims: int, levels: int) -> Tensor:
-    """Bits per dimension of the discrete images, from the NLL [n] in nats of their ``[0, 1)`` scaling.
-
-    Scaling levels into [0, 1) divides by ``levels`` per dimension, so the discrete NLL is
-    ``nll + dims * log(levels)``.
-    """
-    return (nll_nats + dims * math.log(levels)) / (dims * math.log(2))
 
 
 def _torchvision_split(dataset: str, split: str, root: Optional[str | Path], validation_size: int) -> ImageSplit:

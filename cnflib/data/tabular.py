@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cnflib._validation import check_choice
+from cnflib.core._validation import check_choice
 from cnflib.data import download
 
 NAMES: tuple[str, ...] = ("power", "gas", "hepmass", "miniboone", "bsds300")

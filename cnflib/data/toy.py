@@ -1,7 +1,7 @@
 """Toy datasets: the 2-D sets of FFJORD and Sparse Flows, and the 1-D mixture of InfoCNF App. C.
 
 Every set is generated on the fly from a ``torch.Generator`` (same generator, same points).
-Definitions follow the papers' data scripts (see ../shared/REFERENCES.md): FFJORD's
+Definitions follow the papers' data scripts (see docs/references.md): FFJORD's
 8gaussians, 2spirals, checkerboard, moons, circles, pinwheel, rings and swissroll; a 5x5
 ``gaussians`` grid (the classic mode-collapse benchmark); Sparse Flows' ``gaussians6``
 (6 modes on a circle) and ``gaussians_spiral`` (10 modes along a spiral); and ``mixture1d``.
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cnflib._validation import check_choice
+from cnflib.core._validation import check_choice
 
 
 @dataclass(frozen=True)

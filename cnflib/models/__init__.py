@@ -1,17 +1,17 @@
-"""Models: time-dependent vector fields, continuous normalizing flows (vector and multiscale image),
-conditional priors, Glow, and Neural ODE classifiers and Latent ODEs."""
-from cnflib.models.cnf import CNF, CNFDynamics, FlowOutput, Regularizer, SolverOptions, standard_normal_log_prob
-from cnflib.models.conditional import ConditionalPrior, ccnf_prior, infocnf_prior
+"""Reusable architectures on the core: Neural ODE classifiers (ANODE augmentation) and a
+weight-shared ResNet, FFJORD's multiscale image CNF and the image flow around it, Glow and the
+generic flow sequence, stacked CNF blocks, and the Latent ODE."""
 from cnflib.models.glow import FlowSequence, glow
-from cnflib.models.image_cnf import ConvODENet, MultiscaleCNF
-from cnflib.models.latent_ode import LatentODE, PartitionedLatentODE, elbo_loss, trajectory_mse
-from cnflib.models.node import ODEClassifier, ResNet, accuracy, classification_loss
-from cnflib.models.vector_fields import ACTIVATIONS, ConcatSquashLinear, ConcatSquashMLP, TimeConcatMLP
+from cnflib.models.image_cnf import ConcatSquashConv2d, ConvODENet, MultiscaleCNF
+from cnflib.models.image_flow import ImageFlow, ImageRun, evaluate, image_flow_loss, train_image_flow
+from cnflib.models.latent_ode import LatentODE, elbo_loss, trajectory_mse
+from cnflib.models.node import ODEClassifier, ResNet, accuracy, classification_loss, gradient_cost
+from cnflib.models.stacked_cnf import CNFLayer, stacked_cnf
 
 __all__ = [
-    "CNF", "CNFDynamics", "FlowOutput", "Regularizer", "SolverOptions", "standard_normal_log_prob",
-    "ConditionalPrior", "ccnf_prior", "infocnf_prior", "ConvODENet", "MultiscaleCNF", "FlowSequence", "glow",
-    "LatentODE", "PartitionedLatentODE", "elbo_loss", "trajectory_mse",
-    "ODEClassifier", "ResNet", "accuracy", "classification_loss",
-    "ACTIVATIONS", "ConcatSquashLinear", "ConcatSquashMLP", "TimeConcatMLP",
+    "FlowSequence", "glow", "ConcatSquashConv2d", "ConvODENet", "MultiscaleCNF",
+    "ImageFlow", "ImageRun", "evaluate", "image_flow_loss", "train_image_flow",
+    "LatentODE", "elbo_loss", "trajectory_mse",
+    "ODEClassifier", "ResNet", "accuracy", "classification_loss", "gradient_cost",
+    "CNFLayer", "stacked_cnf",
 ]

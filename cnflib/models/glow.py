@@ -1,16 +1,16 @@
 """Glow (Kingma & Dhariwal 2018) as a flat sequence of invertible layers, and the generic
 :class:`FlowSequence` that also holds stacked CNF blocks (:mod:`cnflib.models.stacked_cnf`).
 
-Every layer maps a flat state ``x [n, D] -> (y [n, D], log_det [n])`` with
-``log_det = log|det dy/dx|`` and has ``inverse(y) -> x``. A Glow layer transforms only the first
+Every layer maps a flat state ``x [n, D]`` to a :class:`~cnflib.core.flow.FlowOutput`
+``(z = y [n, D], delta_logp = log|det dy/dx| [n])`` and has ``inverse(y) -> x``. A Glow layer transforms only the first
 ``prod(shape)`` entries of the state (its *active* part, viewed as ``[n, C, H, W]``); the rest are
 the halves factored out by earlier multi-scale splits, which pass through unchanged to the
-standard-normal prior. Flattening is channel-major, so the first ``C/2`` channels of an active
+base distribution. Flattening is channel-major, so the first ``C/2`` channels of an active
 part are the first half of its entries: a split only shrinks the active part of later layers.
 
 Layers (Glow Sec. 3): :class:`ActNorm` (data-dependent init), :class:`InvConv1x1` (LU-parameterized,
 Eq. 10), :class:`AffineCoupling` (Table 1), :class:`Squeeze` and :class:`Split` (the multi-scale
-split with Glow's learned prior written as an affine layer, so that the prior stays N(0, I)).
+split with Glow's learned prior written as an affine layer, so that the base stays N(0, I)).
 """
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from cnflib.models.cnf import FlowOutput, standard_normal_log_prob
+from cnflib.core.distributions import StandardNormal
+from cnflib.core.flow import FlowOutput
+from cnflib.core.transforms import squeeze, unsqueeze
 
 Shape = tuple[int, int, int]
 
@@ -42,11 +44,11 @@ class ActiveLayer(nn.Module):
         """Inverse of :meth:`transform` on the flat active part: y [n, size] -> h [n, *shape]."""
         raise NotImplementedError
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x: [n, D] -> (y [n, D], log_det [n])."""
+    def forward(self, x: Tensor) -> FlowOutput:
+        """x: [n, D] -> FlowOutput(y [n, D], log_det [n])."""
         n = x.shape[0]
         y, log_det = self.transform(x[:, : self.size].reshape(n, *self.shape))
-        return torch.cat([y.reshape(n, -1), x[:, self.size:]], 1), log_det
+        return FlowOutput(torch.cat([y.reshape(n, -1), x[:, self.size:]], 1), log_det)
 
     def inverse(self, y: Tensor) -> Tensor:
         """y: [n, D] -> x [n, D]."""
@@ -156,14 +158,11 @@ class Squeeze(ActiveLayer):
     """Space-to-depth: [n, C, H, W] -> [n, 4C, H/2, W/2] (volume preserving, log_det = 0)."""
 
     def transform(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        n, c, hh, ww = h.shape
-        y = h.reshape(n, c, hh // 2, 2, ww // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(n, 4 * c, hh // 2, ww // 2)
-        return y, h.new_zeros(n)
+        return squeeze(h), h.new_zeros(h.shape[0])
 
     def untransform(self, y: Tensor) -> Tensor:
         c, hh, ww = self.shape
-        y = y.reshape(-1, c, 2, 2, hh // 2, ww // 2).permute(0, 1, 4, 2, 5, 3)
-        return y.reshape(-1, c, hh, ww)
+        return unsqueeze(y.reshape(-1, 4 * c, hh // 2, ww // 2))
 
     @property
     def out_shape(self) -> Shape:
@@ -202,41 +201,42 @@ class Split(ActiveLayer):
 
 
 class FlowSequence(nn.Module):
-    """A normalizing flow as a sequence of layers ``x [n, D] -> (y [n, D], log_det [n])`` with a
-    standard-normal prior on the last output.
+    """A normalizing flow as a sequence of layers ``x [n, D] -> FlowOutput(y [n, D], log_det [n])``
+    with a base distribution on the last output.
 
     Arguments:
         layers: the layers, applied in order (data -> latent).
         event_shape: the shape of one data sample (flattened to D entries before the first layer).
         blocks: the block index of each layer (Glow's scales, or one CNF per block), used to split
             the flow into parts "by blocks".
+        base: the distribution of the last output (default N(0, I) on D entries).
     """
 
-    def __init__(self, layers: Sequence[nn.Module], event_shape: Sequence[int], blocks: Sequence[int]) -> None:
+    def __init__(self, layers: Sequence[nn.Module], event_shape: Sequence[int], blocks: Sequence[int],
+                 base: Optional[nn.Module] = None) -> None:
         super().__init__()
         if len(blocks) != len(layers):
             raise ValueError(f"blocks names {len(blocks)} layers, the flow has {len(layers)}")
         self.layers = nn.ModuleList(layers)
         self.event_shape = tuple(event_shape)
         self.blocks = list(blocks)
+        self.base = StandardNormal(math.prod(self.event_shape)) if base is None else base
 
-    def run(self, x: Tensor, start: int = 0, stop: Optional[int] = None) -> tuple[Tensor, Tensor]:
-        """Layers ``start .. stop-1`` on a flat state: x [n, D] -> (y [n, D], summed log_det [n])."""
-        log_det = x.new_zeros(x.shape[0])
+    def run(self, x: Tensor, start: int = 0, stop: Optional[int] = None) -> FlowOutput:
+        """Layers ``start .. stop-1`` on a flat state: x [n, D] -> FlowOutput(y [n, D], summed log_det [n],
+        summed regularizers and NFE)."""
+        out = FlowOutput(x, x.new_zeros(x.shape[0]))
         for layer in self.layers[start:stop]:
-            x, ld = layer(x)
-            log_det = log_det + ld
-        return x, log_det
+            out = out.then(layer(out.z))
+        return out
 
     def forward(self, x: Tensor) -> FlowOutput:
         """x: [n, *event_shape] -> FlowOutput(z [n, D], delta_logp = log|det| [n]) (works with ``flow_loss``)."""
-        z, log_det = self.run(x.reshape(x.shape[0], -1))
-        return FlowOutput(z, log_det)
+        return self.run(x.reshape(x.shape[0], -1))
 
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) in nats. x: [n, *event_shape] -> [n]."""
-        out = self.forward(x)
-        return standard_normal_log_prob(out.z) + out.delta_logp
+        return self.forward(x).log_prob(self.base)
 
     def inverse(self, z: Tensor, start: int = 0, stop: Optional[int] = None) -> Tensor:
         """Undo layers ``start .. stop-1`` (last first). z: [n, D] -> [n, D]."""
@@ -248,7 +248,7 @@ class FlowSequence(nn.Module):
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
         """n samples: [n, *event_shape]."""
         ref = next(self.parameters())
-        z = torch.randn(n, math.prod(self.event_shape), generator=generator).to(ref)
+        z = self.base.sample(n, generator=generator).to(ref)
         return self.inverse(z).reshape(n, *self.event_shape)
 
     @torch.no_grad()

@@ -1,30 +1,30 @@
 """FFJORD's multiscale image CNF (Grathwohl et al. 2019, §4; the ``odenvp`` model of rtqichen/ffjord).
 
-Each scale is a stack of :class:`~cnflib.models.cnf.CNF` blocks whose vector fields are small
+Each scale is a stack of :class:`~cnflib.core.cnf.CNF` blocks whose vector fields are small
 convolutional nets with time input (:class:`ConcatSquashConv2d` layers, softplus). Between scales
 the image is squeezed (``[C, H, W] -> [4C, H/2, W/2]``) and half of its channels are factored out
 to the latent code, as in RealNVP/Glow. The latent ``z`` [n, D] (``D = C * H * W``) is the last
 scale's output followed by the factored-out parts, deepest first: its leading coordinates are the
 ones that passed through every block (InfoCNF conditions its ``z_y`` on them).
 
-The flow acts on logit-space images (:func:`cnflib.data.images.logit_transform`); :func:`image_nll`
-adds the logit's log-det so that :func:`cnflib.data.images.bits_per_dim` reports bits/dim of the
-discrete images.
+The flow acts on logit-space images; :class:`cnflib.models.image_flow.ImageFlow` adds the
+dequantization and the logit's log-det so that bits/dim are those of the discrete images.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from cnflib.data.images import bits_per_dim, dequantize, logit_transform
-from cnflib.models.cnf import CNF, FlowOutput, standard_normal_log_prob
-from cnflib.models.vector_fields import make_activation
+from cnflib.core.cnf import CNF
+from cnflib.core.distributions import StandardNormal
+from cnflib.core.flow import FlowOutput
+from cnflib.core.transforms import squeeze, unsqueeze
+from cnflib.core.vector_fields import make_activation
 
-# (block index, block, block input [n, C, H, W]) -> the block's FlowOutput; see cnflib.gates.
+# (block index, block, block input [n, C, H, W]) -> the block's FlowOutput; see cnflib.infocnf.gates.
 BlockSolver = Callable[[int, CNF, Tensor], FlowOutput]
 
 
@@ -49,7 +49,7 @@ class ConvODENet(nn.Module):
     Arguments:
         channels: C.
         hidden: channel widths of the hidden layers (FFJORD images: 64-64-64).
-        activation: name in ``cnflib.models.ACTIVATIONS`` (FFJORD images: softplus).
+        activation: name in ``cnflib.core.vector_fields.ACTIVATIONS`` (FFJORD images: softplus).
     """
 
     def __init__(self, channels: int, hidden: Sequence[int] = (64, 64, 64), activation: str = "softplus") -> None:
@@ -64,35 +64,9 @@ class ConvODENet(nn.Module):
         return self.layers[-1](t, z)
 
 
-def squeeze(x: Tensor) -> Tensor:
-    """Space-to-depth: [n, C, H, W] -> [n, 4C, H/2, W/2] (a permutation: log-det 0)."""
-    n, c, h, w = x.shape
-    x = x.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
-    return x.reshape(n, 4 * c, h // 2, w // 2)
-
-
-def unsqueeze(x: Tensor) -> Tensor:
-    """Depth-to-space, the inverse of :func:`squeeze`: [n, 4C, H, W] -> [n, C, 2H, 2W]."""
-    n, c4, h, w = x.shape
-    c = c4 // 4
-    x = x.reshape(n, c, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
-    return x.reshape(n, c, 2 * h, 2 * w)
-
-
 def plain_solve(index: int, block: CNF, h: Tensor) -> FlowOutput:
     """The default :data:`BlockSolver`: the block at its own solver settings."""
     return block(h)
-
-
-@dataclass
-class MultiscaleOutput:
-    """``z`` [n, D] (flattened latent), ``delta_logp`` [n] (log-det of the whole map), the
-    forward NFE of each block's latest solve, and the blocks' integrated regularizers (RNODE)."""
-
-    z: Tensor
-    delta_logp: Tensor
-    nfe: list[int] = field(default_factory=list)
-    regularizers: dict[str, Tensor] = field(default_factory=dict)  # summed over blocks, each [n]
 
 
 class MultiscaleCNF(nn.Module):
@@ -103,12 +77,16 @@ class MultiscaleCNF(nn.Module):
         scales: number of scales; between two, squeeze and factor out half the channels.
         blocks_per_scale: CNF blocks at each scale (FFJORD images: 2).
         hidden, activation: of each block's :class:`ConvODENet`.
+        base: the distribution of the latent ``z`` [n, D] (default N(0, I)).
         cnf_options: keyword arguments of every :class:`CNF` (trace, solver, atol, rtol,
             sensitivity, T, regularizers, ...).
+
+    After a forward pass, ``block_nfe`` holds each block's forward NFE.
     """
 
     def __init__(self, shape: Sequence[int], scales: int = 2, blocks_per_scale: int = 1,
-                 hidden: Sequence[int] = (16, 16), activation: str = "softplus", **cnf_options) -> None:
+                 hidden: Sequence[int] = (16, 16), activation: str = "softplus", base: Optional[nn.Module] = None,
+                 **cnf_options) -> None:
         super().__init__()
         c, h, w = shape
         if h % 2 ** (scales - 1) or w % 2 ** (scales - 1):
@@ -123,16 +101,19 @@ class MultiscaleCNF(nn.Module):
                 self.block_shapes.append((c, h, w))
             c, h, w = 2 * c, h // 2, w // 2  # squeeze (4C) then factor out half (2C)
         self.blocks_per_scale = blocks_per_scale
+        self.base = StandardNormal(math.prod(self.shape)) if base is None else base
+        self.block_nfe: list[int] = []
 
     @property
     def dim(self) -> int:
         return math.prod(self.shape)
 
-    def forward(self, x: Tensor, solve_block: BlockSolver = plain_solve) -> MultiscaleOutput:
-        """Data to latent. x: [n, C, H, W] -> MultiscaleOutput (z [n, D], delta_logp [n], nfe).
+    def forward(self, x: Tensor, solve_block: BlockSolver = plain_solve) -> FlowOutput:
+        """Data to latent. x: [n, C, H, W] -> FlowOutput (z [n, D], delta_logp [n], regularizers
+        summed over blocks, nfe summed over blocks).
 
         ``solve_block(k, block, h)`` runs block ``k`` on its input ``h`` (e.g. with a gated
-        tolerance, :class:`cnflib.gates.ToleranceGates`); default: the block's own settings.
+        tolerance, :class:`cnflib.infocnf.gates.ToleranceGates`); default: the block's own settings.
         """
         h, delta, parts, nfe = x, x.new_zeros(x.shape[0]), [], []
         regularizers: dict[str, Tensor] = {}
@@ -148,7 +129,12 @@ class MultiscaleCNF(nn.Module):
                 half = h.shape[1] // 2
                 parts.append(h[:, :half].flatten(1))
                 h = h[:, half:]
-        return MultiscaleOutput(torch.cat([h.flatten(1), *reversed(parts)], 1), delta, nfe, regularizers)
+        self.block_nfe = nfe
+        return FlowOutput(torch.cat([h.flatten(1), *reversed(parts)], 1), delta, regularizers, sum(nfe))
+
+    def log_prob(self, x: Tensor, context: Optional[Tensor] = None) -> Tensor:
+        """log p(x | context) in nats of logit-space images: x [n, C, H, W] -> [n]."""
+        return self.forward(x).log_prob(self.base, context)
 
     @torch.no_grad()
     def inverse(self, z: Tensor) -> Tensor:
@@ -168,24 +154,3 @@ class MultiscaleCNF(nn.Module):
                 x = unsqueeze(torch.cat([factored, x], 1))
             x = self.blocks[k].inverse(x)
         return x
-
-
-def preprocess(x_levels: Tensor, levels: int, alpha: float = 0.05,
-               generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
-    """Integer images [n, C, H, W] -> (logit-space images [n, C, H, W], log|dy/dx| [n]) after
-    uniform dequantization into [0, 1) (:func:`cnflib.data.images.dequantize`)."""
-    return logit_transform(dequantize(x_levels, levels, generator), alpha)
-
-
-def image_nll(latent_log_prob: Tensor, delta_logp: Tensor, logit_log_det: Tensor) -> Tensor:
-    """NLL (nats) of the dequantized images in [0, 1): ``-(log p(z) + delta_logp + log|dy/dx|)``. All [n]."""
-    return -(latent_log_prob + delta_logp + logit_log_det)
-
-
-def unconditional_bits_per_dim(flow: MultiscaleCNF, x_levels: Tensor, levels: int, alpha: float = 0.05,
-                               generator: Optional[torch.Generator] = None,
-                               solve_block: BlockSolver = plain_solve) -> Tensor:
-    """Bits/dim of integer images [n, C, H, W] under a standard normal latent: [n]."""
-    y, log_det = preprocess(x_levels, levels, alpha, generator)
-    out = flow(y, solve_block)
-    return bits_per_dim(image_nll(standard_normal_log_prob(out.z), out.delta_logp, log_det), flow.dim, levels)

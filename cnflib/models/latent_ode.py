@@ -1,4 +1,5 @@
-"""Latent ODEs (Chen et al. 2018; Rubanova et al. 2019) and InfoCNF's partitioned variant (App. E).
+"""Latent ODEs (Chen et al. 2018; Rubanova et al. 2019); InfoCNF's partitioned variant (App. E) is
+:class:`cnflib.infocnf.latent_ode.PartitionedLatentODE`.
 
 A recognition RNN reads the observations ``x_{0:N}`` backwards in time and outputs
 ``q(z_0 | x) = N(mu, sigma^2)``; a sample ``z_0`` is evolved by a latent ODE ``dz/dt = f(z)``
@@ -7,22 +8,21 @@ observation model ``p(x_t | z_t) = N(dec(z_t), obs_std^2)``. Training maximizes 
 
     ELBO = E_q [ sum_t log p(x_t | z_t) ] - KL(q(z_0 | x) || p(z_0)).
 
-:class:`PartitionedLatentODE` splits ``z_0 = (z_y, z_u)``: the prior of the supervised code
-``z_y`` is a Gaussian whose mean and log-std are a linear function of the labels ``y``, a linear
-head predicts ``y`` from ``z_y``, and ``z_u ~ N(0, I)``.
+A subclass may change the prior (:meth:`LatentODE.prior`) and add a supervised term
+(:meth:`LatentODE.head_loss`), which :func:`elbo_loss` adds to the negative ELBO.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
-from cnflib._validation import check_choice
-from cnflib.models.vector_fields import TimeConcatMLP, make_activation
-from cnflib.odes import BudgetedField, neural_ode, solve
+from cnflib.core._validation import check_choice
+from cnflib.core.distributions import gaussian_kl, gaussian_log_likelihood
+from cnflib.core.vector_fields import TimeConcatMLP, make_activation
+from cnflib.core.odes import BudgetedField, neural_ode, solve
 
 RNN_CELLS = {"rnn": nn.RNN, "gru": nn.GRU}
 Batch = Union[Tensor, tuple[Tensor, ...]]
@@ -42,18 +42,6 @@ class LatentODEOutput:
     z: Tensor
     q_mean: Tensor
     q_std: Tensor
-
-
-def gaussian_kl(q_mean: Tensor, q_std: Tensor, p_mean: Tensor, p_std: Tensor) -> Tensor:
-    """KL(N(q_mean, q_std^2) || N(p_mean, p_std^2)) summed over the last dimension: [n, L] -> [n]."""
-    var_ratio = (q_std / p_std) ** 2
-    return 0.5 * (var_ratio + ((q_mean - p_mean) / p_std) ** 2 - 1.0 - torch.log(var_ratio)).sum(-1)
-
-
-def gaussian_log_likelihood(x: Tensor, mean: Tensor, std: float) -> Tensor:
-    """log N(x | mean, std^2) summed over all but the first dimension: [n, ...] -> [n]."""
-    log_p = -0.5 * ((x - mean) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)
-    return log_p.flatten(1).sum(1)
 
 
 class RecognitionRNN(nn.Module):
@@ -82,7 +70,7 @@ class LatentODE(nn.Module):
         rnn_hidden: encoder width (25); ``cell`` is "rnn" (Elman, tanh) or "gru".
         dynamics_hidden, decoder_hidden: widths of the one-hidden-layer dynamics and decoder (20).
         obs_std: std of the Gaussian observation model (the data's noise, 0.3).
-        solver, atol, rtol, sensitivity: passed to :func:`cnflib.odes.neural_ode`. With a fixed-step
+        solver, atol, rtol, sensitivity: passed to :func:`cnflib.core.odes.neural_ode`. With a fixed-step
             solver, torchdyn takes one step between consecutive requested times.
         max_nfe: step budget of each solve.
     """
@@ -124,44 +112,19 @@ class LatentODE(nn.Module):
         return {"log_lik": gaussian_log_likelihood(x, out.x_mean, self.obs_std),
                 "kl": gaussian_kl(out.q_mean, out.q_std, p_mean, p_std), "z0": out.z[:, 0]}
 
-
-class PartitionedLatentODE(LatentODE):
-    """InfoCNF's partitioned Latent ODE: ``z_0 = (z_y, z_u)``, the first ``code_dim`` dims supervised.
-
-    ``p(z_y | y) = N(mu(y), sigma(y)^2)`` with ``(mu, log sigma)`` a linear function of the labels
-    ``y`` [n, label_dim]; ``p(z_u) = N(0, I)``; a linear head predicts ``y`` from ``z_y``.
-    """
-
-    def __init__(self, label_dim: int = 3, code_dim: int = 3, latent_dim: int = 5, **kwargs) -> None:
-        super().__init__(latent_dim=latent_dim, **kwargs)
-        if not 0 < code_dim <= latent_dim:
-            raise ValueError(f"code_dim must lie in 1..latent_dim={latent_dim}, got {code_dim}")
-        self.code_dim = code_dim
-        self.label_prior = nn.Linear(label_dim, 2 * code_dim)
-        self.head = nn.Linear(code_dim, label_dim)
-
-    def prior(self, y: Optional[Tensor], n: int) -> tuple[Tensor, Tensor]:
-        """(mean [n, L], std [n, L]): the labelled prior on ``z_y`` and N(0, I) on ``z_u``."""
-        if y is None:
-            raise ValueError("the partitioned model's prior needs the labels y")
-        mean, std = super().prior(None, n)
-        code_mean, code_log_std = self.label_prior(y).chunk(2, dim=-1)
-        return (torch.cat([code_mean, mean[:, self.code_dim:]], 1),
-                torch.cat([code_log_std.exp(), std[:, self.code_dim:]], 1))
-
-    def predict_labels(self, z0: Tensor) -> Tensor:
-        """The linear head: z0 [n, L] -> predicted labels [n, label_dim] (from ``z_y`` only)."""
-        return self.head(z0[:, :self.code_dim])
+    def head_loss(self, z0: Tensor, y: Optional[Tensor]) -> Optional[Tensor]:
+        """A supervised loss on ``z_0`` [n, L] given labels (a scalar), or ``None``: none here."""
+        return None
 
 
 def elbo_loss(t: Tensor, kl_weight: float = 1.0, head_weight: float = 1.0
               ) -> Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]:
-    """A :func:`cnflib.train.fit` loss: mean negative ELBO per series (plus the head's loss).
+    """A :func:`cnflib.core.train.fit` loss: mean negative ELBO per series (plus the head's loss).
 
     The batch is ``(x, y)`` with observations x [n, T, obs_dim] at times ``t`` [T] and labels
-    y [n, label_dim] (ignored by the plain :class:`LatentODE`). For a
-    :class:`PartitionedLatentODE` the head's squared error ``head_weight * |head(z_y) - y|^2`` is
-    added. Metrics: ``neg_elbo``, ``kl``, ``mse`` (to the noisy observations) and ``head_mse``.
+    y [n, label_dim] (ignored by the plain :class:`LatentODE`). If the model's
+    :meth:`~LatentODE.head_loss` is not ``None`` (the partitioned model's squared error
+    ``|head(z_y) - y|^2``), ``head_weight`` times it is added. Metrics: ``neg_elbo``, ``kl`` and ``head_mse``.
     """
 
     def loss(model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, float]]:
@@ -170,8 +133,8 @@ def elbo_loss(t: Tensor, kl_weight: float = 1.0, head_weight: float = 1.0
         neg_elbo = (kl_weight * terms["kl"] - terms["log_lik"]).mean()
         total = neg_elbo
         metrics = {"neg_elbo": neg_elbo.item(), "kl": terms["kl"].mean().item()}
-        if isinstance(model, PartitionedLatentODE):
-            head_mse = ((model.predict_labels(terms["z0"]) - y) ** 2).sum(1).mean()
+        head_mse = model.head_loss(terms["z0"], y)
+        if head_mse is not None:
             total = total + head_weight * head_mse
             metrics["head_mse"] = head_mse.item()
         return total, metrics

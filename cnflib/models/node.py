@@ -4,10 +4,10 @@
   field ``f`` (He et al. 2016). Each block is an explicit Euler step of ``dx/dt = f(t, x)`` with
   step ``h = T / depth``, so the network converges to the ODE's flow as depth grows (Chen et al.
   2018, Sec. 1).
-* :class:`ODEClassifier`: flow the input by a Neural ODE (torchdyn via :mod:`cnflib.odes`), read
+* :class:`ODEClassifier`: flow the input by a Neural ODE (torchdyn via :mod:`cnflib.core.odes`), read
   out a logit linearly. With ``augment = p > 0`` the input is padded with ``p`` zeros first:
   the augmented Neural ODE (ANODE) of Dupont et al. (2019), Eq. 5.
-* :func:`classification_loss` for :func:`cnflib.train.fit`, and :func:`gradient_cost` with
+* :func:`classification_loss` for :func:`cnflib.core.train.fit`, and :func:`gradient_cost` with
   :class:`SavedTensorMeter` to compare the adjoint with backpropagation through the solver.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnflib.models.vector_fields import TimeConcatMLP
-from cnflib.odes import ADAPTIVE_SOLVERS, BudgetedField, neural_ode, solve
+from cnflib.core.vector_fields import TimeConcatMLP
+from cnflib.core.odes import ADAPTIVE_SOLVERS, BudgetedField, neural_ode, solve
 
 
 class ResNet(nn.Module):
@@ -60,10 +60,10 @@ class ODEClassifier(nn.Module):
         dim: input dimension d.
         augment: number p of zero dimensions appended (0: plain Neural ODE; >0: ANODE).
         hidden, activation, time_dependent: the :class:`TimeConcatMLP` field on R^(d+p).
-        solver, atol, rtol, sensitivity: passed to :func:`cnflib.odes.neural_ode`.
+        solver, atol, rtol, sensitivity: passed to :func:`cnflib.core.odes.neural_ode`.
         steps: number of steps of a fixed-step solver (ignored by adaptive ones).
         T: integration time.
-        max_nfe: step budget of one solve (raises :class:`cnflib.odes.StepBudgetExceeded`).
+        max_nfe: step budget of one solve (raises :class:`cnflib.core.odes.StepBudgetExceeded`).
     """
 
     def __init__(self, dim: int = 2, augment: int = 0, hidden: Sequence[int] = (32, 32), activation: str = "tanh",
@@ -111,7 +111,7 @@ class ODEClassifier(nn.Module):
 def classification_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
     """Mean binary cross-entropy of ``model(x)`` (logits [n]) against labels y [n] in {0, 1}.
 
-    The loss function for :func:`cnflib.train.fit`; metrics: ``bce`` and ``accuracy``.
+    The loss function for :func:`cnflib.core.train.fit`; metrics: ``bce`` and ``accuracy``.
     """
     x, y = batch
     logits = model(x)

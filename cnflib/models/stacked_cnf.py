@@ -6,25 +6,22 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
-from cnflib.models.cnf import CNF
+from cnflib.core.cnf import CNF
+from cnflib.core.flow import FlowOutput
 from cnflib.models.glow import FlowSequence
-from cnflib.models.vector_fields import ConcatSquashMLP
+from cnflib.core.vector_fields import ConcatSquashMLP
 
 
 class CNFLayer(nn.Module):
-    """One :class:`~cnflib.models.cnf.CNF` as a layer: ``x [n, D] -> (z [n, D], log_det [n])``.
-
-    ``log_det`` is the CNF's ``delta_logp`` (the integrated divergence). Integrated regularizers,
-    if the CNF has any, are not returned by this interface.
-    """
+    """One :class:`~cnflib.core.cnf.CNF` as a layer: ``x [n, D] -> FlowOutput`` (its latent, the
+    integrated divergence, its integrated regularizers and NFE)."""
 
     def __init__(self, cnf: CNF) -> None:
         super().__init__()
         self.cnf = cnf
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        out = self.cnf(x)
-        return out.z, out.delta_logp
+    def forward(self, x: Tensor) -> FlowOutput:
+        return self.cnf(x)
 
     def inverse(self, y: Tensor) -> Tensor:
         """y: [n, D] -> x [n, D] by the reverse solve."""
@@ -35,7 +32,7 @@ def stacked_cnf(dim: int, blocks: int, hidden: Sequence[int] = (64, 64, 64), act
                 **cnf_options: Any) -> FlowSequence:
     """``blocks`` CNFs (each a :class:`ConcatSquashMLP` field) in sequence, one block per layer.
 
-    ``cnf_options`` go to :class:`~cnflib.models.cnf.CNF` (solver, steps, T, trace, ...).
+    ``cnf_options`` go to :class:`~cnflib.core.cnf.CNF` (solver, steps, T, trace, ...).
     """
     layers = [CNFLayer(CNF(ConcatSquashMLP(dim, hidden, activation), **cnf_options)) for _ in range(blocks)]
     return FlowSequence(layers, (dim,), list(range(blocks)))

@@ -27,9 +27,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune as torch_prune
 
-from cnflib._validation import check_choice
-from cnflib.models.vector_fields import ConcatSquashLinear
-from cnflib.train import fit
+from cnflib.core._validation import check_choice
+from cnflib.core.vector_fields import ConcatSquashLinear
+from cnflib.core.train import fit
 
 METHODS: tuple[str, ...] = ("unstructured", "structured")
 
@@ -38,7 +38,7 @@ METHODS: tuple[str, ...] = ("unstructured", "structured")
 def prunable_layers(model: nn.Module) -> list[nn.Linear]:
     """The state-acting ``nn.Linear`` layers of ``model`` in module order (data-flow order for
     feed-forward fields). The ``gate``/``shift`` time hyper-networks of
-    :class:`~cnflib.models.ConcatSquashLinear` are excluded."""
+    :class:`~cnflib.core.vector_fields.ConcatSquashLinear` are excluded."""
     hyper = {id(m) for layer in model.modules() if isinstance(layer, ConcatSquashLinear) for m in (layer.gate, layer.shift)}
     return [m for m in model.modules() if isinstance(m, nn.Linear) and id(m) not in hyper]
 
@@ -204,7 +204,7 @@ def prune_retrain(model: nn.Module, data: Tensor, ratios: Sequence[float], *, me
                   dense: Optional[nn.Module] = None, **fit_kwargs: Any) -> PruneSweep:
     """Train ``model`` densely, then for each ratio in increasing order prune to it and retrain.
 
-    Each retraining is a fresh :func:`cnflib.train.fit` call with the same optimizer settings and
+    Each retraining is a fresh :func:`cnflib.core.train.fit` call with the same optimizer settings and
     ``lr_schedule`` (``fit_kwargs``), i.e. the schedule is replayed from its start, as in the paper.
 
     Arguments:
@@ -217,7 +217,7 @@ def prune_retrain(model: nn.Module, data: Tensor, ratios: Sequence[float], *, me
         evaluate: ``evaluate(model) -> metrics`` run after each stage (e.g. test NLL).
         dense: an already trained dense model to start from (its copy is pruned); then ``model``
             is ignored and no dense training happens, so several criteria can share one dense run.
-        fit_kwargs: passed to :func:`~cnflib.train.fit` (batch_size, lr, lr_schedule, seed, ...).
+        fit_kwargs: passed to :func:`~cnflib.core.train.fit` (batch_size, lr, lr_schedule, seed, ...).
 
     Returns:
         A :class:`PruneSweep` whose table has a row for ratio 0 (dense) and every ratio.

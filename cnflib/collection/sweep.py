@@ -1,9 +1,9 @@
 """Parameter sweeps over one notebook with papermill, and the results table over seeds.
 
-    python -m cnflib.sweep sweeps/sparse_flows.yaml --workers 2
-    python -m cnflib.sweep sweeps/rnode.yaml --gpus 0 1 2 3     # 4 workers, one GPU each
-    python -m cnflib.sweep sweeps/smoke.yaml --dry-run          # list the points, run nothing
-    python -m cnflib.sweep sweeps/rnode.yaml -p preset tutorial # override a fixed parameter
+    python -m cnflib.collection.sweep sweeps/sparse_flows.yaml --workers 2
+    python -m cnflib.collection.sweep sweeps/rnode.yaml --gpus 0 1 2 3     # 4 workers, one GPU each
+    python -m cnflib.collection.sweep sweeps/smoke.yaml --dry-run          # list the points, run nothing
+    python -m cnflib.collection.sweep sweeps/rnode.yaml -p preset tutorial # override a fixed parameter
 
 A sweep file (YAML)::
 
@@ -19,13 +19,13 @@ from the point with ``datasets=[miniboone]``, and the table has one column for a
 
 Every name in ``parameters`` and ``grid`` must be a variable of the notebook's ``parameters``
 cell. Each point runs into its own folder ``<out>/<grid values>-<hash>/`` (executed notebook,
-``metrics.json`` written through :func:`cnflib.report.record_metrics`, figures). A finished point
+``metrics.json`` written through :func:`cnflib.collection.report.record_metrics`, figures). A finished point
 (``metrics.json`` present) is skipped when the sweep runs again; a point runs in
 ``<folder>.running`` and moves to ``<folder>`` when it succeeds or ``<folder>.failed`` when it
 fails, so an interrupted or failed point is never mistaken for a finished one. Failed points are
 reported, the others still run, and the exit status is non-zero. Under the ``full`` preset every
 ``fit`` of a point checkpoints into ``<its folder>/checkpoints/`` (see
-:func:`cnflib.presets.configure_trainer`): re-running the sweep resumes an interrupted or failed
+:func:`cnflib.collection.presets.configure_trainer`): re-running the sweep resumes an interrupted or failed
 point from them (delete ``<folder>.running`` or ``<folder>.failed`` to start it afresh).
 
 Outputs in ``<out>``: ``points.csv`` (one row per point), ``results.csv`` and ``results.md``
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import itertools
 import json
 import math
@@ -54,13 +53,12 @@ from typing import Any, Iterator, Optional, Union
 import yaml
 from tqdm import tqdm
 
-from cnflib import run_notebooks
-from cnflib._validation import check_choice
+from cnflib.collection import run_notebooks
+from cnflib.core._validation import check_choice
 
 SEED = "seed"  # the grid parameter averaged over in the results table
 KEYS = ("notebook", "parameters", "grid", "metrics")
 # Notebooks being written (a sweep file may name them before they exist; running one fails clearly).
-PLANNED = ("04_infocnf", "06_flows_by_parts")
 
 
 @dataclass
@@ -95,8 +93,6 @@ def find_notebook(name: str, notebooks: Optional[Path] = None) -> Path:
     found = sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
     exact = [p for p in found if p.stem == path.stem]
     matches = exact or [p for p in found if p.stem.startswith(str(name))]
-    if not matches and path.stem in PLANNED:
-        raise ValueError(f"notebook {path.stem!r} is planned but not in {notebooks} yet")
     if len(matches) != 1:
         names = ", ".join(p.stem for p in found)
         raise ValueError(f"unknown notebook {name!r}{' (ambiguous)' if matches else ''}; valid: {names}")
@@ -104,27 +100,21 @@ def find_notebook(name: str, notebooks: Optional[Path] = None) -> Path:
 
 
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
-    """The variables of ``notebook``'s cell tagged ``parameters`` and their default values.
+    """The variables of ``notebook``'s cell tagged ``parameters`` and their default values
+    (``papermill.inspect_notebook``). Defaults that are not Python literals are returned as their
+    source text."""
+    import papermill
 
-    Defaults that are not Python literals are returned as their source text.
-    """
-    import nbformat
-
-    nb = nbformat.read(notebook, as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    if not cells:
+    found = papermill.inspect_notebook(str(notebook))
+    if not found:
         raise ValueError(f"{notebook.name} has no cell tagged 'parameters'")
-    source = "\n".join(line for line in cells[0].source.splitlines() if not line.lstrip().startswith(("%", "!")))
-    found: dict[str, Any] = {}
-    for node in ast.parse(source).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        for target in targets:
-            if isinstance(target, ast.Name) and node.value is not None:
-                try:
-                    found[target.id] = ast.literal_eval(node.value)
-                except ValueError:
-                    found[target.id] = ast.get_source_segment(source, node.value)
-    return found
+    values: dict[str, Any] = {}
+    for name, info in found.items():
+        try:
+            values[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            values[name] = info["default"]
+    return values
 
 
 def check_parameters(names: list[str], notebook: Path) -> None:
@@ -151,7 +141,7 @@ def parse(spec: dict[str, Any], name: str = "sweep", notebooks: Optional[Path] =
     notebook = find_notebook(str(spec["notebook"]), notebooks)
     check_parameters([*parameters, *grid], notebook)
     if "preset" in parameters:
-        from cnflib.presets import PRESETS
+        from cnflib.collection.presets import PRESETS
 
         check_choice("preset", parameters["preset"], PRESETS)
     metrics = spec.get("metrics")
@@ -186,7 +176,7 @@ def expand(sweep: Sweep) -> list[Point]:
     for values in itertools.product(*(sweep.grid[k] for k in keys)):
         grid = dict(zip(keys, values))
         parameters = {**sweep.parameters, **grid}
-        digest = hashlib.sha1(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:6]
+        digest = run_notebooks.parameters_digest(parameters, 6)
         label = "_".join(f"{k}={_slug(v)}" for k, v in grid.items()) or "point"
         points.append(Point(parameters, grid, f"{label}-{digest}"))
     return points
@@ -398,7 +388,7 @@ def write_results(sweep: Sweep, rows: list[dict[str, Any]], out: Union[str, Path
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cnflib.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m cnflib.collection.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", type=Path, help="a sweep file (YAML), e.g. sweeps/smoke.yaml")
     parser.add_argument("--workers", type=int, help="points run at once (default: 1, or one per --gpus entry)")
     parser.add_argument("--gpus", nargs="+", metavar="IDS",

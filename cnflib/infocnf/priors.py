@@ -21,16 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnflib.models.cnf import standard_normal_log_prob
-
-
-def gaussian_log_prob(z: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
-    """log N(z; mean, diag(exp(log_std))^2) summed over dimensions. All [n, d] -> [n]."""
-    return (-0.5 * ((z - mean) * torch.exp(-log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(1)
+from cnflib.core.distributions import diagonal_gaussian_log_prob, standard_normal_log_prob
 
 
 class ConditionalPrior(nn.Module):
-    """Label-conditioned Gaussian prior and auxiliary classifier on a latent z [n, D].
+    """Label-conditioned Gaussian prior and auxiliary classifier on a latent z [n, D]: a base
+    distribution (:mod:`cnflib.core.distributions`) whose context is the label.
 
     Arguments:
         dim: D, the latent dimension.
@@ -52,13 +48,16 @@ class ConditionalPrior(nn.Module):
 
     def prior_params(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-std of ``z_y`` given labels y [n]: two [n, d_y]."""
-        mean, log_std = self.prior(F.one_hot(y, self.n_classes).float()).chunk(2, 1)
+        mean, log_std = self.prior(F.one_hot(y, self.n_classes).to(self.prior.weight.dtype)).chunk(2, 1)
         return mean, log_std
 
-    def log_prob(self, z: Tensor, y: Tensor) -> Tensor:
-        """log p(z | y). z: [n, D], y: [n] -> [n]."""
+    def log_prob(self, z: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        """log p(z | y), or the marginal log p(z) (:meth:`marginal_log_prob`) when ``y`` is None.
+        z: [n, D], y: [n] -> [n]."""
+        if y is None:
+            return self.marginal_log_prob(z)
         mean, log_std = self.prior_params(y)
-        logp = gaussian_log_prob(z[:, : self.cond_dim], mean, log_std)
+        logp = diagonal_gaussian_log_prob(z[:, : self.cond_dim], mean, log_std)
         if self.cond_dim < self.dim:
             logp = logp + standard_normal_log_prob(z[:, self.cond_dim:])
         return logp
@@ -77,10 +76,16 @@ class ConditionalPrior(nn.Module):
         """Auxiliary classifier q(y | z): z [n, D] -> logits [n, K]."""
         return self.classifier(z[:, : self.cond_dim])
 
-    def sample(self, y: Tensor, temperature: float = 1.0, generator: Optional[torch.Generator] = None) -> Tensor:
-        """Latents z [n, D] drawn from p(z | y) for labels y [n] (``temperature`` scales the noise)."""
+    def sample(self, n: int, y: Optional[Tensor] = None, generator: Optional[torch.Generator] = None,
+               temperature: float = 1.0) -> Tensor:
+        """Latents z [n, D] drawn from p(z | y) for labels y [n] (uniform random labels if None;
+        ``temperature`` scales the noise)."""
+        if y is None:
+            y = torch.randint(self.n_classes, (n,), generator=generator).to(self.prior.weight.device)
+        if len(y) != n:
+            raise ValueError(f"sample: {n} samples asked for with {len(y)} labels")
         mean, log_std = self.prior_params(y)
-        eps = torch.randn(len(y), self.dim, generator=generator).to(mean) * temperature
+        eps = torch.randn(n, self.dim, generator=generator).to(mean) * temperature
         z_y = mean + log_std.exp() * eps[:, : self.cond_dim]
         return torch.cat([z_y, eps[:, self.cond_dim:]], 1)
 

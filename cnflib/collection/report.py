@@ -1,6 +1,6 @@
 """Where a notebook's results go when it runs as a job: metrics.json and PNG figures.
 
-The runner (``python -m cnflib.run_notebooks``) sets ``CNFLIB_OUTPUT_DIR`` for each notebook;
+The runner (``python -m cnflib.collection.run_notebooks``) sets ``CNFLIB_OUTPUT_DIR`` for each notebook;
 interactively it is unset and these helpers only display.
 """
 from __future__ import annotations

@@ -21,7 +21,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from cnflib.models.cnf import CNF, FlowOutput
+from cnflib.core.cnf import CNF
+from cnflib.core.flow import FlowOutput
 
 TOL_MIN, TOL_MAX = 1e-8, 1e-1
 LOG_STD_MIN, LOG_STD_MAX = -4.0, 1.0
@@ -49,7 +50,7 @@ class _GateHead(nn.Module):
     geometric middle of ``[low, high]`` with standard deviation ``init_std`` (in log units).
 
     ``gain`` multiplies the pre-activation of the mean: under Adam it acts as a ``gain``-times
-    larger learning rate for the mean (``cnflib.train.fit`` has one learning rate for all).
+    larger learning rate for the mean (``cnflib.core.train.fit`` has one learning rate for all).
     """
 
     def __init__(self, width: int, low: float, high: float, init_std: float, gain: float = 1.0) -> None:

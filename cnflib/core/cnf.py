@@ -4,7 +4,7 @@ One augmented solve integrates, for each sample,
 
     d/dt [ z, l, r_1 .. r_k ] = [ f(t, z), tr(df/dz), s * R_1(t, z, f), .., s * R_k(...) ]
 
-from ``z(0) = x`` to ``T``, so that ``log p(x) = log N(z(T); 0, I) + l(T)``
+from ``z(0) = x`` to ``T``, so that ``log p(x) = log p_base(z(T)) + l(T)`` (p_base = N(0, I) by default)
 (instantaneous change of variables, FFJORD Eq. 4). The optional regularizer states ``r_j``
 (e.g. RNODE's kinetic energy and Jacobian norm) ride along in the same solve. They are
 integrated in a coordinate scaled by ``s = 1e-6`` and the tolerances are rescaled by
@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Iterator, Optional, Protocol, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 from torchdyn.core import NeuralODE
 
-from cnflib._validation import check_choice
-from cnflib.odes import ADAPTIVE_SOLVERS, SENSITIVITIES, SOLVERS, CountingField, neural_ode, solve
+from cnflib.core._validation import check_choice
+from cnflib.core.distributions import StandardNormal
+from cnflib.core.flow import FlowOutput
+from cnflib.core.odes import ADAPTIVE_SOLVERS, SENSITIVITIES, SOLVERS, CountingField, neural_ode, solve
 
 TRACES: tuple[str, ...] = ("exact", "hutchinson")
 NOISES: tuple[str, ...] = ("gaussian", "rademacher")
@@ -127,22 +129,6 @@ class SolverOptions:
         return self.solver in ADAPTIVE_SOLVERS
 
 
-@dataclass
-class FlowOutput:
-    """Result of pushing data through a flow: ``z`` [n, *shape], ``delta_logp`` = the log-det
-    of the map [n], and the integrated regularizers ``{name: Tensor[n]}``."""
-
-    z: Tensor
-    delta_logp: Tensor
-    regularizers: dict[str, Tensor] = field(default_factory=dict)
-
-
-def standard_normal_log_prob(z: Tensor) -> Tensor:
-    """log N(z; 0, I) summed over all but the batch dimension. z: [n, ...] -> [n]."""
-    flat = z.reshape(z.shape[0], -1)
-    return -0.5 * (flat**2).sum(1) - 0.5 * flat.shape[1] * math.log(2 * math.pi)
-
-
 class CNF(nn.Module):
     """A continuous normalizing flow (FFJORD): data ``x`` at t=0, Gaussian latent at t=T.
 
@@ -154,13 +140,15 @@ class CNF(nn.Module):
         solver, atol, rtol, sensitivity, steps: see :class:`SolverOptions`.
         T: integration time.
         regularizers: quantities integrated in the same solve (see :class:`Regularizer`).
-        max_nfe: step budget of one solve; beyond it :class:`~cnflib.odes.StepBudgetExceeded`.
+        max_nfe: step budget of one solve; beyond it :class:`~cnflib.core.odes.StepBudgetExceeded`.
+        base: the base distribution at t=T (default :class:`~cnflib.core.distributions.StandardNormal`).
     """
 
     def __init__(self, vector_field: nn.Module, dim: Union[int, Sequence[int], None] = None, *,
                  trace: str = "exact", noise: str = "gaussian", solver: str = "dopri5",
                  atol: float = 1e-5, rtol: float = 1e-5, sensitivity: str = "adjoint", steps: int = 8,
-                 T: float = 1.0, regularizers: Sequence[Regularizer] = (), max_nfe: int = 10_000) -> None:
+                 T: float = 1.0, regularizers: Sequence[Regularizer] = (), max_nfe: int = 10_000,
+                 base: Optional[nn.Module] = None) -> None:
         super().__init__()
         dim = getattr(vector_field, "dim", None) if dim is None else dim
         if dim is None:
@@ -169,6 +157,7 @@ class CNF(nn.Module):
         self.dynamics = CNFDynamics(vector_field, shape, trace, noise, regularizers, max_nfe)
         self.options = SolverOptions(solver, atol, rtol, sensitivity, steps)
         self.T = float(T)
+        self.base = StandardNormal(shape) if base is None else base
         self._odes: dict[tuple, NeuralODE] = {}
 
     def __getstate__(self) -> dict:
@@ -244,12 +233,11 @@ class CNF(nn.Module):
         sol = solve(self._ode(self.options, 1 + k), self.dynamics, state, self._t_span(0.0, self.T, self.options))
         end = sol[-1]
         regs = {r.name: end[:, dim + 1 + j] / REGULARIZER_SCALE for j, r in enumerate(self.dynamics.regularizers)}
-        return FlowOutput(end[:, :dim].reshape(x.shape), end[:, dim], regs)
+        return FlowOutput(end[:, :dim].reshape(x.shape), end[:, dim], regs, self.dynamics.nfe_forward)
 
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) in nats. x: [n, *shape] -> [n]."""
-        out = self.forward(x)
-        return standard_normal_log_prob(out.z) + out.delta_logp
+        return self.forward(x).log_prob(self.base)
 
     # -- sampling -----------------------------------------------------------------------------
     def inverse(self, z: Tensor) -> Tensor:
@@ -267,8 +255,7 @@ class CNF(nn.Module):
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
         """Draw ``n`` samples: Tensor[n, *shape] (no gradient)."""
         ref = next(self.parameters())
-        z = torch.randn(n, *self.event_shape, generator=generator).to(ref)
-        return self.inverse(z)
+        return self.inverse(self.base.sample(n, generator=generator).to(ref))
 
     @torch.no_grad()
     def trajectory(self, x: Tensor, t_span: Tensor) -> Tensor:

@@ -1,6 +1,6 @@
 """Thin helpers over torchdyn's ``NeuralODE``: explicit settings, NFE counters, a step budget.
 
-torchdyn 1.0.6 pitfalls handled here (see ../shared/REFERENCES.md):
+torchdyn 1.0.6 pitfalls handled here (see docs/references.md):
 
 * its ``NeuralODE`` defaults (tsit5, atol=rtol=1e-3) differ from its docstring, so
   :func:`neural_ode` passes every setting explicitly;
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torchdyn.core import NeuralODE
 from torchdyn.numerics.solvers.ode import RungeKutta4, str_to_solver
 
-from cnflib._validation import check_choice
+from cnflib.core._validation import check_choice
 
 SOLVERS: tuple[str, ...] = ("dopri5", "tsit5", "euler", "midpoint", "rk4")
 ADAPTIVE_SOLVERS: tuple[str, ...] = ("dopri5", "tsit5")

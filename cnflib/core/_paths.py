@@ -13,7 +13,7 @@ from typing import Optional
 
 def checkout() -> Optional[Path]:
     """The root of the cnflib checkout this package is imported from, or ``None`` (an installed wheel)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() else None
 
 

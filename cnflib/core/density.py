@@ -38,6 +38,17 @@ def mean_nll(model, x: Tensor, batch_size: Optional[int] = None, **solver) -> tu
     return total / len(x), nfe / len(chunks)
 
 
+def nll_evaluator(x: Tensor, batch_size: Optional[int] = None, **solver) -> Callable[..., dict[str, float]]:
+    """An ``evaluate(model)`` for :func:`cnflib.core.train.fit`: ``{"nll", "nfe"}`` of ``x`` by
+    :func:`mean_nll` at the given (evaluation) solver settings, e.g. ``atol=1e-5, rtol=1e-5``."""
+
+    def evaluate(model) -> dict[str, float]:
+        nll, nfe = mean_nll(model, x, batch_size, **solver)
+        return {"nll": nll, "nfe": nfe}
+
+    return evaluate
+
+
 def gaussian_fit_log_prob(train: Tensor) -> Callable[[Tensor], Tensor]:
     """The maximum-likelihood Gaussian of ``train`` [n, d], as a log-density function [m, d] -> [m]."""
     mean = train.mean(0)

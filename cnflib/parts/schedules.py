@@ -10,7 +10,7 @@ its own, so each part has a local maximum-likelihood objective, and L_K is the f
 No gradient crosses a part boundary. The reported per-part loss adds the (constant for part k)
 log-dets of parts 1..k-1, so it is the truncated flow's NLL in nats.
 
-Schedules (:func:`train_schedule`), all on :func:`cnflib.train.fit`:
+Schedules (:func:`train_schedule`), all on :func:`cnflib.core.train.fit`:
 
 * ``end_to_end``: the full NLL, ``steps`` steps;
 * ``sequential``: part 1 for ``steps // K`` steps, then part 2, ...;
@@ -19,8 +19,9 @@ Schedules (:func:`train_schedule`), all on :func:`cnflib.train.fit`:
 
 Each records the training time, the test NLL (and bits/dim) of the whole flow and of each
 truncated flow, and the per-part training losses. Time is recorded twice: ``seconds`` (wall time of
-the training steps, from :func:`cnflib.train.fit`) and ``cpu_seconds`` (this process's CPU time in
-the training steps, evaluation excluded, also from ``fit``, so both survive a resumed run). On a CPU shared with other jobs wall time
+the training steps, from :func:`cnflib.core.train.fit`) and ``cpu_seconds`` (this process's CPU time
+in the training steps, evaluation excluded, also from ``fit``, so that both add up over a resumed
+run). On a CPU shared with other jobs wall time
 depends on their load; CPU time of a single-threaded run does not, so it compares schedules fairly
 there (on a GPU, use wall time).
 """
@@ -34,11 +35,11 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from cnflib._validation import check_choice
-from cnflib.data.images import bits_per_dim
-from cnflib.models.cnf import standard_normal_log_prob
+from cnflib.core._validation import check_choice
+from cnflib.core.transforms import bits_per_dim
+from cnflib.core.flow import FlowOutput
 from cnflib.models.glow import FlowSequence
-from cnflib.train import LossFn, fit, flow_loss
+from cnflib.core.train import LossFn, fit, flow_loss
 
 SPLITS: tuple[str, ...] = ("by_blocks", "across_blocks")
 SCHEDULES: tuple[str, ...] = ("end_to_end", "sequential", "alternate", "alternate_finetune")
@@ -80,27 +81,25 @@ def part_bounds(flow: FlowSequence, parts: int, how: str = "across_blocks") -> B
     return list(zip(edges[:-1], edges[1:]))
 
 
-def part_forward(flow: FlowSequence, bounds: Bounds, k: int, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def part_forward(flow: FlowSequence, bounds: Bounds, k: int, x: Tensor) -> FlowOutput:
     """Input of part k computed without gradient, then part k with gradient.
 
-    x: [n, *event_shape] -> (z_k [n, D], log_det of parts < k [n] (no grad), log_det of part k [n]).
+    x: [n, *event_shape] -> FlowOutput(z_k [n, D], log-det of parts < k (no grad) + of part k [n]).
     """
     h = x.reshape(x.shape[0], -1)
     with torch.no_grad():
-        h, prefix = flow.run(h, 0, bounds[k][0])
-    z, log_det = flow.run(h, *bounds[k])
-    return z, prefix, log_det
+        before = flow.run(h, 0, bounds[k][0])
+    return before.then(flow.run(before.z, *bounds[k]))
 
 
 def truncated_nll(flow: FlowSequence, bounds: Bounds, k: int, x: Tensor) -> Tensor:
-    """Mean truncated objective of part k (nats; the NLL of the flow cut after part k). Its gradient
-    reaches only part k's parameters. x: [n, *event_shape] -> []."""
-    z, prefix, log_det = part_forward(flow, bounds, k, x)
-    return -(standard_normal_log_prob(z) + prefix + log_det).mean()
+    """Mean truncated objective of part k (nats; the NLL of the flow cut after part k, under the
+    flow's base distribution). Its gradient reaches only part k's parameters. x: [n, *event_shape] -> []."""
+    return -part_forward(flow, bounds, k, x).log_prob(flow.base).mean()
 
 
 def part_loss(bounds: Bounds, part: Callable[[], int], preprocess: Optional[Preprocess] = None) -> LossFn:
-    """A ``loss(model, batch)`` for :func:`cnflib.train.fit`: the truncated objective of part
+    """A ``loss(model, batch)`` for :func:`cnflib.core.train.fit`: the truncated objective of part
     ``part()`` (called once per step) on ``preprocess(batch)``; metrics ``part`` and ``nll_part{k}``."""
 
     def loss(model: nn.Module, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -133,11 +132,10 @@ def evaluate_parts(flow: FlowSequence, bounds: Bounds, x: Tensor, batch_size: in
     totals = [0.0] * len(bounds)
     for chunk in x.to(next(flow.parameters()).device).split(batch_size):
         h = chunk.reshape(chunk.shape[0], -1)
-        log_det = h.new_zeros(h.shape[0])
+        out = FlowOutput(h, h.new_zeros(h.shape[0]))
         for k, (a, b) in enumerate(bounds):
-            h, ld = flow.run(h, a, b)
-            log_det = log_det + ld
-            totals[k] -= (standard_normal_log_prob(h) + log_det).sum().item()
+            out = out.then(flow.run(out.z, a, b))
+            totals[k] -= out.log_prob(flow.base).sum().item()
     metrics = {f"nll_part{k}": t / len(x) for k, t in enumerate(totals)}
     metrics["nll"] = metrics[f"nll_part{len(bounds) - 1}"]
     return metrics
@@ -193,7 +191,7 @@ def train_schedule(flow: FlowSequence, schedule: str, data: Tensor, test: Tensor
         parts, split: the K parts and how they are cut (:func:`part_bounds`); ``end_to_end`` still
             reports the truncated NLLs of the same parts.
         levels: if given, NLLs are also reported as bits/dim of ``levels``-level discrete data.
-        fit_options: passed to :func:`cnflib.train.fit` (batch_size, lr, seed, accelerator, ...).
+        fit_options: passed to :func:`cnflib.core.train.fit` (batch_size, lr, seed, accelerator, ...).
     """
     check_choice("schedule", schedule, SCHEDULES)
     bounds = part_bounds(flow, parts, split)

@@ -2,11 +2,11 @@
 
 Each regularizer is an integrand ``R(t, z, f, noise, vjp) -> Tensor[n]`` that the CNF
 integrates as an extra state of its augmented solve (RNODE Algorithm 1), kept out of the
-solver's error control (see :mod:`cnflib.models.cnf`). The training loss is
+solver's error control (see :mod:`cnflib.core.cnf`). The training loss is
 
     NLL + lambda_K * int_0^T K dt + lambda_J * int_0^T J dt
 
-(:func:`cnflib.train.flow_loss` with ``weights={"kinetic": lambda_K, "jacobian": lambda_J}``).
+(:func:`cnflib.core.train.flow_loss` with ``weights={"kinetic": lambda_K, "jacobian": lambda_J}``).
 Normalizations follow the RNODE code (cfinlay/ffjord-rnode): both terms are *means* over the
 D dimensions, the kinetic one with a factor 1/2, so lambda = 0.01 means the same at any D.
 """
@@ -50,7 +50,7 @@ class JacobianFrobenius:
         return vjp.pow(2).mean(1)
 
 
-def rnode(kinetic: float = 0.01, jacobian: float = 0.01) -> tuple[list, dict[str, float]]:
+def rnode_regularizers(kinetic: float = 0.01, jacobian: float = 0.01) -> tuple[list, dict[str, float]]:
     """RNODE's regularizers and loss weights (paper defaults lambda_K = lambda_J = 0.01).
 
     A zero weight drops that regularizer. Returns ``(regularizers, weights)`` for

@@ -1,9 +1,9 @@
 """Execute the notebook collection headless with papermill and print a results summary.
 
-    python -m cnflib.run_notebooks                         # every notebook, default parameters
-    python -m cnflib.run_notebooks --only 02 -p preset full # one notebook at paper scale
-    python -m cnflib.run_notebooks --only 02 --store       # re-execute 02 and store it in notebooks/
-    python -m cnflib.run_notebooks --clean notebooks/*.ipynb  # clean stored notebooks in place
+    python -m cnflib.collection.run_notebooks                         # every notebook, default parameters
+    python -m cnflib.collection.run_notebooks --only 02 -p preset full # one notebook at paper scale
+    python -m cnflib.collection.run_notebooks --only 02 --store       # re-execute 02 and store it in notebooks/
+    python -m cnflib.collection.run_notebooks --clean notebooks/*.ipynb  # clean stored notebooks in place
 
 (``cnflib-notebooks`` is the same command where cnflib is installed.) Each notebook runs with
 ``CNFLIB_OUTPUT_DIR=<output>/<name>`` so that it writes its figures and ``metrics.json`` there,
@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from cnflib._paths import project_root
-from cnflib.report import CHECKPOINT_ENV, OUTPUT_ENV
+from cnflib.core._paths import project_root
+from cnflib.collection.report import CHECKPOINT_ENV, OUTPUT_ENV
 
 ROOT = project_root()
 NOTEBOOKS = ROOT / "notebooks"
@@ -110,15 +110,9 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def run_one(notebook: Path, output: Path, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Execute one notebook into ``output/<name>``; returns its summary row (see :func:`execute`).
-
-    Its checkpoints (``full`` preset) go to ``output/<name>/checkpoints/<hash of the parameters>/``,
-    so that re-running with the same parameters resumes and other parameters start afresh.
-    """
-    digest = hashlib.sha1(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:8]
-    folder = output / notebook.stem
-    return execute(notebook, folder, parameters, checkpoints=folder / "checkpoints" / digest)
+def parameters_digest(parameters: dict[str, Any], length: int = 8) -> str:
+    """A short hash of papermill ``parameters`` (the same for the same values in any order)."""
+    return hashlib.sha1(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:length]
 
 
 def execute(notebook: Path, folder: Path, parameters: dict[str, Any],
@@ -126,7 +120,7 @@ def execute(notebook: Path, folder: Path, parameters: dict[str, Any],
     """Execute ``notebook`` into ``folder`` (executed copy, metrics.json, figures).
 
     The notebook's checkpoints and training logs go to ``checkpoints`` (default
-    ``folder/checkpoints``; see :func:`cnflib.presets.configure_trainer`); its cells' output is
+    ``folder/checkpoints``; see :func:`cnflib.collection.presets.configure_trainer`); its cells' output is
     appended to ``folder/output.log`` while it runs.
     Returns its summary row: notebook, status ("ok" or "FAILED"), seconds, metrics, error.
     """
@@ -195,9 +189,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     notebooks = discover(args.only, args.notebooks)
     rows = []
     for notebook in notebooks:
-        print(f"[cnflib] running {notebook.stem} {parameters or ''} (live output: "
-              f"{args.output / notebook.stem / 'output.log'})", file=sys.stderr, flush=True)
-        rows.append(run_one(notebook, args.output, parameters))
+        folder = args.output / notebook.stem
+        print(f"[cnflib] running {notebook.stem} {parameters or ''} (live output: {folder / 'output.log'})",
+              file=sys.stderr, flush=True)
+        # checkpoints per parameter set: the same -p values resume, others start afresh
+        rows.append(execute(notebook, folder, parameters, checkpoints=folder / "checkpoints" / parameters_digest(parameters)))
         print(f"[cnflib]   {rows[-1]['status']} in {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
         if args.store and rows[-1]["status"] == "ok":
             notebook.write_text((args.output / notebook.stem / notebook.name).read_text())

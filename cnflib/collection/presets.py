@@ -6,7 +6,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from cnflib._validation import check_choice
+from cnflib.core._validation import check_choice
 
 PRESETS: tuple[str, ...] = ("tutorial", "full")
 CHECKPOINT_EVERY = 100  # steps between the checkpoints of every fit under the ``full`` preset
@@ -36,28 +36,30 @@ def default_device() -> torch.device:
 def configure_trainer(preset: str, accelerator: Optional[str] = None, devices: Union[int, str, None] = None,
                       num_nodes: Optional[int] = None, strategy: Optional[str] = None,
                       checkpoint_every: Optional[int] = None) -> dict[str, Any]:
-    """Set the Lightning ``Trainer`` settings of every :func:`cnflib.train.fit` call in a notebook.
+    """The Lightning ``Trainer`` settings that a notebook passes to every :func:`cnflib.core.train.fit`
+    (``fit(..., **trainer)``) and to every runner that calls it.
 
     Named settings (papermill parameters) win; otherwise ``tutorial`` trains on the CPU and ``full``
-    on whatever accelerator is present (``auto``). In a notebook, multi-GPU data parallelism is
-    ``strategy="ddp_notebook"`` (Lightning's ``ddp`` cannot start from an interactive kernel).
+    on whatever accelerator is present (``auto``), on 1 device and 1 node with Lightning's ``auto``
+    strategy. In a notebook, multi-GPU data parallelism is ``strategy="ddp_notebook"`` (Lightning's
+    ``ddp`` cannot start from an interactive kernel).
 
-    Under ``full``, every later ``fit`` checkpoints every ``checkpoint_every`` steps (default
-    :data:`CHECKPOINT_EVERY`) and at its end into :func:`cnflib.report.checkpoint_dir` (the sweep
-    point's or the runner's folder; set ``CNFLIB_CHECKPOINT_DIR`` for an interactive run) and logs
-    its history there, so that re-running the notebook (or the sweep) resumes where it stopped.
-    ``tutorial`` runs write nothing. Returns the trainer settings now in force.
+    Under ``full`` the settings also hold ``checkpoints``, a :class:`~cnflib.core.train.RunCheckpoints`
+    in :func:`cnflib.collection.report.checkpoint_dir` (the sweep point's or the runner's folder;
+    set ``CNFLIB_CHECKPOINT_DIR`` for an interactive run): every fit given them checkpoints every
+    ``checkpoint_every`` steps (default :data:`CHECKPOINT_EVERY`) and at its end, and logs its
+    history there, so that re-running the notebook (or the sweep) resumes where it stopped.
     """
-    from cnflib.report import checkpoint_dir
-    from cnflib.train import set_checkpoint_defaults, set_trainer_defaults
+    from cnflib.collection.report import checkpoint_dir
+    from cnflib.core.train import RunCheckpoints
 
     check_choice("preset", preset, PRESETS)
+    settings: dict[str, Any] = {"accelerator": accelerator or ("auto" if preset == "full" else "cpu"),
+                                "devices": devices or 1, "num_nodes": num_nodes or 1, "strategy": strategy or "auto"}
     folder = checkpoint_dir() if preset == "full" else None
-    every = CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every
-    settings = set_trainer_defaults(accelerator=accelerator or ("auto" if preset == "full" else "cpu"),
-                                    devices=devices, num_nodes=num_nodes, strategy=strategy)
-    set_checkpoint_defaults(folder, every)
+    if folder is not None:
+        settings["checkpoints"] = RunCheckpoints(folder, CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every)
     if preset == "full":
-        print(f"[cnflib] every fit checkpoints into {folder} every {every} steps (a re-run resumes)" if folder else
+        print(f"[cnflib] every fit checkpoints into {folder} (a re-run resumes)" if folder else
               "[cnflib] no checkpoints: not run by the runner or a sweep, and CNFLIB_CHECKPOINT_DIR is unset")
     return settings

@@ -7,10 +7,10 @@ summed log-det) forward; for its own steps it trains; it never sends anything ba
 can train on step s while process k-1 already works on step s+1, so the parts overlap in time,
 and the losses are those of the single-process schedule (same minibatches, noise and updates).
 
-    torchrun --nproc-per-node 2 -m cnflib.parts_distributed --parts 2 --steps 200
-    python -m cnflib.parts_distributed --parts 2 --steps 200       # one process, all parts
+    torchrun --nproc-per-node 2 -m cnflib.parts.distributed --parts 2 --steps 200
+    python -m cnflib.parts.distributed --parts 2 --steps 200       # one process, all parts
 
-The explicit loop below (not :func:`cnflib.train.fit`) is needed because each step is a
+The explicit loop below (not :func:`cnflib.core.train.fit`) is needed because each step is a
 point-to-point exchange between processes, which Lightning's data-parallel strategies do not do.
 """
 from __future__ import annotations
@@ -31,11 +31,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor
 
-from cnflib._validation import check_choice
-from cnflib.models.cnf import standard_normal_log_prob
+from cnflib.core._validation import check_choice
+from cnflib.core.flow import FlowOutput
+from cnflib.core.train import draw_batch, step_seed
+from cnflib.core.transforms import dequantize
 from cnflib.models.glow import FlowSequence, glow
-from cnflib.parts import Bounds, part_bounds
-from cnflib.train import draw_batch
+from cnflib.parts.schedules import Bounds, part_bounds
 
 MODELS: tuple[str, ...] = ("glow", "cnf")
 
@@ -76,7 +77,7 @@ class PipelineConfig:
 
             data = images.digits("train").x
             flow = glow((1, 8, 8), blocks=self.blocks, steps=self.flow_steps, hidden=self.hidden, seed=self.seed)
-            preprocess: Callable[[Tensor], Tensor] = lambda x: images.dequantize(x, 17) - 0.5  # noqa: E731
+            preprocess: Callable[[Tensor], Tensor] = lambda x: dequantize(x, 17) - 0.5  # noqa: E731
         else:
             from cnflib.data import toy
             from cnflib.models.stacked_cnf import stacked_cnf
@@ -128,7 +129,7 @@ def _pipeline_train(config: PipelineConfig, rank: int, world_size: int, device: 
         if own[0] > k:
             continue  # a later part is not run on this step
         if own[0] == 0:
-            torch.manual_seed(config.seed * 1_000_003 + step)  # as cnflib.train.fit does
+            torch.manual_seed(step_seed(config.seed, step))  # as cnflib.core.train.fit does
             batch = draw_batch((data,), config.batch_size, config.seed, step)
             h = preprocess(batch).reshape(config.batch_size, -1).to(device)
             prefix = h.new_zeros(config.batch_size)
@@ -139,13 +140,12 @@ def _pipeline_train(config: PipelineConfig, rank: int, world_size: int, device: 
         for j in own:
             if j < k:
                 with torch.no_grad():
-                    h, log_det = flow.run(h, *bounds[j])
-                    prefix = prefix + log_det
+                    out = flow.run(h, *bounds[j])
+                    h, prefix = out.z, prefix + out.delta_logp
                 if j + 1 not in own:
                     pending.append(dist.isend(torch.cat([h, prefix[:, None]], 1).contiguous(), dst=rank + 1))
             elif j == k:
-                z, log_det = flow.run(h, *bounds[j])
-                loss = -(standard_normal_log_prob(z) + prefix + log_det).mean()
+                loss = -FlowOutput(h, prefix).then(flow.run(h, *bounds[j])).log_prob(flow.base).mean()
                 optimizers[j].zero_grad()
                 loss.backward()
                 optimizers[j].step()

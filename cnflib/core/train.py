@@ -7,11 +7,11 @@ checkpoint takes exactly the steps an uninterrupted run takes. Checkpoints hold 
 numbers and load with ``torch.load(..., weights_only=True)``; they are written to a temporary file
 and renamed, so a run killed while writing one leaves the previous one in place.
 
-Long runs (:func:`set_checkpoint_defaults`, set by :func:`cnflib.presets.configure_trainer` under
-the ``full`` preset): every ``fit`` call without its own ``checkpoint`` checkpoints into one folder
-(``fit-000-<desc>.ckpt``, ``fit-001-...``, numbered in call order, so that re-running the same
-notebook finds each call's file: finished calls are loaded, the interrupted one resumes), and
-Lightning's CSV logger (and TensorBoard's, if installed) writes each call's history next to it.
+Long runs: under the ``full`` preset the trainer settings that notebooks pass to every ``fit``
+hold :class:`RunCheckpoints`, so that every call checkpoints into the run's folder
+(``fit-000-<desc>.ckpt``, ``fit-001-...``, numbered in call order: re-running the same notebook
+loads the finished calls and resumes the interrupted one), and Lightning's CSV logger (and
+TensorBoard's, if installed) writes each call's history next to it.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import re
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -34,66 +35,60 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from cnflib._validation import check_choice
-from cnflib.odes import CountingField
+from cnflib.core._validation import check_choice
+from cnflib.core.odes import CountingField
 
 Batch = Union[Tensor, tuple[Tensor, ...]]
 LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, float]]]
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 HISTORY_PREFIX, SECONDS_KEY = "cnflib_history/", "cnflib_train_seconds"  # see FitModule.on_train_end
-TRAINER_DEFAULTS: dict[str, Union[str, int]] = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto"}
-CHECKPOINT_DEFAULTS: dict[str, Union[Path, int, None]] = {"folder": None, "every": 0, "calls": 0}
 
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    """Seed Python, NumPy and torch on all devices (Lightning's ``seed_everything``, quietly)."""
+    pl.seed_everything(seed, verbose=False)
 
 
-def set_trainer_defaults(**settings: Union[str, int, None]) -> dict[str, Union[str, int]]:
-    """Set the Lightning ``Trainer`` settings that :func:`fit` uses when a call does not name them.
+def step_seed(seed: int, step: int) -> int:
+    """The seed of training step ``step`` of a run seeded ``seed``: its minibatch and the noise
+    drawn inside its loss are the same on every process and on a resumed run."""
+    return seed * 1_000_003 + step
 
-    Keys: ``accelerator``, ``devices``, ``num_nodes``, ``strategy``; ``None`` leaves a setting as it
-    is. Notebooks call this once from their parameters, so that e.g. ``-p accelerator gpu -p devices 4
-    -p strategy ddp_notebook`` trains every model in them on four GPUs. Returns the settings now in force.
+
+def late_mean(values: pd.Series, fraction: float = 0.1) -> float:
+    """Mean of the last ``fraction`` of a history column (at least one row), e.g. the late
+    forward NFE per iteration: how costly the learned dynamics are at the end of training."""
+    return float(values.iloc[-max(math.floor(len(values) * fraction + 1e-9), 1):].mean())
+
+
+@dataclass
+class RunCheckpoints:
+    """Where the fits of one run (a notebook, a sweep point) checkpoint: its n-th :func:`fit` call
+    given these writes ``folder/fit-<n>[-<desc>].ckpt`` every ``every`` steps and at its end, and its
+    history under ``folder/logs/<that name>/`` (CSV, and TensorBoard if installed).
+
+    Calls are numbered in order, so that re-running the same notebook finds each call's file:
+    finished calls are loaded, the interrupted one resumes. A file written by a different call
+    (another model, batch size, learning rate, seed or ``desc``) is refused, not loaded.
     """
-    for key in settings:
-        check_choice("trainer setting", key, TRAINER_DEFAULTS)
-    TRAINER_DEFAULTS.update({k: v for k, v in settings.items() if v is not None})
-    return dict(TRAINER_DEFAULTS)
 
+    folder: Path
+    every: int = 100
+    calls: int = 0
 
-def set_checkpoint_defaults(folder: Union[str, Path, None], every: int = 0) -> Optional[Path]:
-    """Checkpoint every later :func:`fit` call that names no ``checkpoint`` into ``folder``.
+    def __post_init__(self) -> None:
+        if self.every < 0:
+            raise ValueError(f"every must be >= 0 steps, got {self.every}")
+        self.folder = Path(self.folder)
 
-    The n-th ``fit`` call from now on (every call counts) writes ``folder/fit-<n>[-<desc>].ckpt`` every ``every``
-    steps and at its end, and logs its history under ``folder/logs/<that name>/`` (CSV, and
-    TensorBoard if installed). ``folder=None`` turns this off. Returns the folder.
-    """
-    if every < 0:
-        raise ValueError(f"every must be >= 0 steps, got {every}")
-    CHECKPOINT_DEFAULTS.update(folder=Path(folder) if folder is not None else None, every=every, calls=0)
-    return CHECKPOINT_DEFAULTS["folder"]  # type: ignore[return-value]
-
-
-def _default_checkpoint(desc: Optional[str]) -> Optional[Path]:
-    """The next call's file under :data:`CHECKPOINT_DEFAULTS` (and count the call), or ``None``."""
-    folder = CHECKPOINT_DEFAULTS["folder"]
-    if folder is None:
-        return None
-    n = int(CHECKPOINT_DEFAULTS["calls"])  # type: ignore[arg-type]
-    CHECKPOINT_DEFAULTS["calls"] = n + 1
-    label = re.sub(r"[^A-Za-z0-9.+=-]+", "_", desc or "").strip("_")[:40]
-    return Path(folder) / (f"fit-{n:03d}-{label}.ckpt" if label else f"fit-{n:03d}.ckpt")
+    def next_file(self, desc: Optional[str] = None) -> Path:
+        """The file of the next call (and count it)."""
+        n, self.calls = self.calls, self.calls + 1
+        label = re.sub(r"[^A-Za-z0-9.+=-]+", "_", desc or "").strip("_")[:40]
+        return self.folder / (f"fit-{n:03d}-{label}.ckpt" if label else f"fit-{n:03d}.ckpt")
 
 
 def flow_loss(weights: Optional[dict[str, float]] = None) -> LossFn:
@@ -104,10 +99,8 @@ def flow_loss(weights: Optional[dict[str, float]] = None) -> LossFn:
     weights = dict(weights or {})
 
     def loss(model: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, float]]:
-        from cnflib.models.cnf import standard_normal_log_prob
-
         out = model(x)
-        nll = -(standard_normal_log_prob(out.z) + out.delta_logp).mean()
+        nll = -out.log_prob(model.base).mean()
         total = nll
         metrics = {"nll": nll.item()}
         for name, value in out.regularizers.items():
@@ -143,7 +136,7 @@ class _StepIndices(Dataset):
 def draw_batch(data: Sequence[Tensor], batch_size: int, seed: int, step: int) -> Batch:
     """Minibatch ``step`` of a run seeded ``seed``: ``batch_size`` rows drawn with replacement from
     tensors sharing their first dimension (a tensor if ``data`` holds one). The same everywhere."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    generator = torch.Generator().manual_seed(step_seed(seed, step))
     idx = torch.randint(len(data[0]), (batch_size,), generator=generator)
     batch = tuple(d[idx] for d in data)
     return batch[0] if len(batch) == 1 else batch
@@ -180,6 +173,7 @@ class FitModule(pl.LightningModule):
         self.evaluate: Optional[Callable[[nn.Module], dict[str, float]]] = None
         self.eval_every = 0
         self.on_checkpoint: Optional[Callable[[int], None]] = None
+        self.signature: dict[str, Union[int, float, str]] = {}
         self.checkpoint_every = 0
 
     def configure_optimizers(self):
@@ -201,7 +195,7 @@ class FitModule(pl.LightningModule):
 
     def training_step(self, step: Tensor, batch_idx: int) -> Tensor:
         step = int(step)
-        torch.manual_seed(self.seed * 1_000_003 + step)  # noise drawn inside the step
+        torch.manual_seed(step_seed(self.seed, step))  # noise drawn inside the step
         batch = draw_batch(self.data, self.batch_size, self.seed, step)
         batch = batch.to(self.device) if isinstance(batch, Tensor) else tuple(b.to(self.device) for b in batch)
         world = self.trainer.world_size
@@ -293,7 +287,7 @@ def save_checkpoint(path: Union[str, Path], module: FitModule, optimizer: torch.
     history = _history_tensors(module.rows)
     state = {"model": module.model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
              "seed": module.seed, "train_seconds": module.train_seconds, "history": history,
-             "rng": torch.get_rng_state(), **_cuda_rng()}
+             "signature": module.signature, "rng": torch.get_rng_state(), **_cuda_rng()}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as handle:
@@ -304,6 +298,12 @@ def save_checkpoint(path: Union[str, Path], module: FitModule, optimizer: torch.
     finally:
         tmp.unlink(missing_ok=True)
     _remove_stale_temporaries(path)
+
+
+def _signature(model: nn.Module, **settings: Union[int, float, str]) -> dict[str, Union[int, float, str]]:
+    """What identifies a fit call in its checkpoint: its settings and its model's tensor names and shapes."""
+    shapes = ";".join(f"{name}:{tuple(t.shape)}" for name, t in model.state_dict().items())
+    return {**settings, "model": shapes}
 
 
 def _cuda_rng() -> dict[str, list[Tensor]]:
@@ -374,9 +374,10 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         lr_schedule: Optional[Callable[[int], float]] = None, seed: int = 0,
         evaluate: Optional[Callable[[nn.Module], dict[str, float]]] = None, eval_every: int = 0,
         checkpoint: Union[str, Path, None] = None, checkpoint_every: int = 0,
+        checkpoints: Optional[RunCheckpoints] = None,
         max_grad_norm: Optional[float] = None, progress: bool = True, desc: Optional[str] = None,
-        accelerator: Optional[str] = None, devices: Union[int, str, None] = None, strategy: Optional[str] = None,
-        num_nodes: Optional[int] = None) -> pd.DataFrame:
+        accelerator: str = "cpu", devices: Union[int, str] = 1, strategy: str = "auto",
+        num_nodes: int = 1) -> pd.DataFrame:
     """Train ``model`` for ``steps`` minibatch steps and return its history.
 
     Arguments:
@@ -388,13 +389,14 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
             steps and after the last one, logged with an ``eval_`` prefix.
         checkpoint: a file; if it exists, training resumes from it (nothing lost) or, if it is
             complete, is skipped and its stored history returned ("train or load"), with the
-            random number generator as the finished run left it. Default: the next file of
-            :func:`set_checkpoint_defaults` if set, else none. With a checkpoint, the history is
-            also logged under ``<its folder>/logs/<its name>/metrics.csv``.
-        checkpoint_every: steps between checkpoints (0: only at the end; default: the one of
-            :func:`set_checkpoint_defaults` when that names the file).
-        accelerator, devices, strategy, num_nodes: passed to Lightning's ``Trainer``; ``None``
-            takes the value set by :func:`set_trainer_defaults` (``cpu``, 1 device, 1 node, ``auto``).
+            random number generators as the finished run left them. With a checkpoint, the
+            history is also logged under ``<its folder>/logs/<its name>/metrics.csv``.
+        checkpoint_every: steps between checkpoints (0: only at the end).
+        checkpoints: a run's :class:`RunCheckpoints` (``configure_trainer`` puts them in the
+            trainer settings under the ``full`` preset): without ``checkpoint``, this call's file
+            is their next one, written every ``checkpoints.every`` steps unless ``checkpoint_every``.
+        accelerator, devices, strategy, num_nodes: passed to Lightning's ``Trainer``; notebooks take
+            them from :func:`cnflib.collection.presets.configure_trainer` and pass them to every call.
 
     The model is trained on the chosen accelerator and returned to the device it was given on.
     Data parallel (``devices > 1``, ``strategy="ddp"``, or ``"ddp_notebook"`` in a notebook): every
@@ -412,16 +414,21 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         FloatingPointError: the loss became NaN or infinite.
     """
     data = (data,) if isinstance(data, Tensor) else tuple(data)
-    default = _default_checkpoint(desc)
-    if checkpoint is None and default is not None:
-        checkpoint, checkpoint_every = default, checkpoint_every or int(CHECKPOINT_DEFAULTS["every"])  # type: ignore[arg-type]
+    if checkpoint is None and checkpoints is not None:
+        checkpoint, checkpoint_every = checkpoints.next_file(desc), checkpoint_every or checkpoints.every
     module = FitModule(model, data, loss or flow_loss(), batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                        optimizer=optimizer, seed=seed, steps=steps, lr_schedule=lr_schedule)
     module.evaluate, module.eval_every = evaluate, eval_every
+    module.signature = _signature(model, batch_size=batch_size, lr=lr, seed=seed, optimizer=optimizer)
     if checkpoint is not None:
         _remove_stale_temporaries(Path(checkpoint))
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint)
+        other = {k: (v, module.signature.get(k)) for k, v in state.get("signature", {}).items()
+                 if module.signature.get(k) != v}
+        if other:
+            raise ValueError(f"{checkpoint} was written by another fit call (its {', '.join(other)} differ: "
+                             f"{other}); delete it to train this one afresh")
         model.load_state_dict(state["model"])
         module.start_step, module.optimizer_state = int(state["step"]), state["optimizer"]
         module.rows, module.train_seconds = _rows_from(state["history"]), float(state["train_seconds"])
@@ -441,8 +448,7 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
 
     home = next(model.parameters()).device
     callbacks: list[pl.Callback] = [_ProgressBar(steps, module.start_step, desc)] if progress else []
-    given = {"accelerator": accelerator, "devices": devices, "strategy": strategy, "num_nodes": num_nodes}
-    hardware = {**TRAINER_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
+    hardware = {"accelerator": accelerator, "devices": devices, "strategy": strategy, "num_nodes": num_nodes}
     loggers = _loggers(Path(checkpoint), module.start_step, checkpoint_every) if checkpoint is not None else False
     trainer = pl.Trainer(max_steps=steps - module.start_step, max_epochs=1, **hardware, logger=loggers,
                          log_every_n_steps=1,
