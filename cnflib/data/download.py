@@ -18,7 +18,7 @@ recorded digest is not trusted unless ``record_checksum=True`` (``--record-check
 writes its sha256 for committing.
 
 The data directory is ``$CNFLIB_DATA``, default ``<checkout>/data/raw`` (ignored by git), or
-pooch's user cache (``~/.cache/cnflib``) for an installed wheel.
+pooch's user cache (``~/.cache/cnflib/data``) for an installed wheel.
 """
 from __future__ import annotations
 
@@ -114,10 +114,10 @@ NAMES: tuple[str, ...] = tuple(DATASETS)
 
 def data_dir(root: Optional[PathLike] = None) -> Path:
     """The data directory: ``root`` if given, else ``$CNFLIB_DATA``, else ``<checkout>/data/raw``
-    (``pooch.os_cache("cnflib")`` when cnflib is an installed wheel, not a checkout)."""
+    (``pooch.os_cache("cnflib")/data`` when cnflib is an installed wheel, not a checkout)."""
     if root is not None:
         return Path(root)
-    default = REPO / "data" / "raw" if REPO is not None else Path(pooch.os_cache("cnflib"))
+    default = REPO / "data" / "raw" if REPO is not None else Path(pooch.os_cache("cnflib")) / "data"
     return Path(os.environ.get(ENV_VAR) or default)
 
 
