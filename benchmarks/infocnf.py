@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from cnflib.data.images import digits
-from cnflib.infocnf import evaluate, prior_parameter_counts, train_image_flow
+from cnflib.infocnf import evaluate_infocnf as evaluate, prior_parameter_counts, train_image_flow
 
 VARIANTS = {  # label: (kind, gated)
     "CCNF": ("ccnf", False),

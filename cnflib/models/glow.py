@@ -19,7 +19,6 @@ from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from cnflib.core.distributions import StandardNormal
 from cnflib.core.flow import FlowOutput
