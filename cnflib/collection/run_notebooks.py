@@ -196,7 +196,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         rows.append(execute(notebook, folder, parameters, checkpoints=folder / "checkpoints" / parameters_digest(parameters)))
         print(f"[cnflib]   {rows[-1]['status']} in {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
         if args.store and rows[-1]["status"] == "ok":
-            notebook.write_text((args.output / notebook.stem / notebook.name).read_text())
+            notebook.write_text((folder / notebook.name).read_text())
     table = summary_table(rows)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "summary.md").write_text(table + "\n")
