@@ -38,7 +38,7 @@ rm -rf "$CNFLIB_ENV"
 mkdir -p "$(dirname "$CNFLIB_ENV")"
 "$py" -m venv "$CNFLIB_ENV"
 quiet_pip install --quiet --upgrade pip
-"$CNFLIB_ENV/bin/python" "$CNFLIB_ROOT/ci/requirements.py" notebooks test > "$CNFLIB_ENV/requirements.txt"
+"$CNFLIB_ENV/bin/python" "$CNFLIB_ROOT/ci/requirements.py" notebooks test docs > "$CNFLIB_ENV/requirements.txt"
 quiet_pip install --quiet --progress-bar off -c "$CNFLIB_ROOT/ci/constraints.txt" -r "$CNFLIB_ENV/requirements.txt"
 "$CNFLIB_ENV/bin/python" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cnflib)" >/dev/null
 echo "$want" > "$CNFLIB_ENV/.cnflib-stamp"

@@ -8,7 +8,7 @@
 # strict mode); if it fails, PATH and PYTHONPATH stay as they were and the `source` returns 1.
 #
 # Where: $CNFLIB_ENV, default ~/.cache/cnflib/venv (outside the checkout, so fresh clones reuse it).
-# What: pyproject.toml's dependencies and its `notebooks` and `test` extras at the exact versions of
+# What: pyproject.toml's dependencies and its `notebooks`, `test` and `docs` extras at the exact versions of
 # ci/constraints.txt; rebuilt only when the hash of those files differs from the env's stamp.
 CNFLIB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
 CNFLIB_ENV="${CNFLIB_ENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cnflib/venv}"

@@ -161,3 +161,67 @@ def test_a_used_flow_can_be_deep_copied():
     expected = cnf.log_prob(x)
     twin = copy.deepcopy(cnf)
     torch.testing.assert_close(twin.log_prob(x), expected)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "softplus", "sigmoid", "relu", "elu", "swish"])
+def test_forward_mode_tangents_match_autograd_jacobian(activation):
+    torch.manual_seed(0)
+    field = ConcatSquashMLP(3, hidden=(7, 5), activation=activation).double()
+    z, v, t = torch.randn(6, 3, dtype=torch.float64), torch.randn(2, 6, 3, dtype=torch.float64), torch.tensor(0.4)
+    f, jv = field.jvp(t, z, v)
+    torch.testing.assert_close(f, field(t, z))
+    for k in range(2):
+        expected = torch.autograd.functional.jvp(lambda zz: field(t, zz), z, v[k])[1]
+        torch.testing.assert_close(jv[k], expected)
+
+
+class PlainField(nn.Module):
+    """The same field without ``jvp``: the divergence then comes from backward passes."""
+
+    def __init__(self, field: nn.Module) -> None:
+        super().__init__()
+        self.field, self.dim = field, field.dim
+
+    def forward(self, t, z):
+        return self.field(t, z)
+
+
+@pytest.mark.parametrize("trace", ["exact", "hutchinson"])
+def test_forward_mode_and_backward_pass_divergences_agree_with_their_gradients(trace):
+    torch.manual_seed(0)
+    field = ConcatSquashMLP(2, hidden=(16, 16)).double()
+    x = torch.randn(8, 2, dtype=torch.float64)
+    results = []
+    for f in (field, PlainField(field)):
+        cnf = CNF(f, trace=trace, T=0.5, atol=1e-9, rtol=1e-9, sensitivity="adjoint")
+        torch.manual_seed(1)  # the same Hutchinson noise
+        out = cnf(x)
+        grads = torch.autograd.grad(out.delta_logp.sum() + out.z.sum(), list(field.parameters()))
+        results.append((out.delta_logp.detach(), grads))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_exact_trace_in_chunks_of_basis_vectors(monkeypatch):
+    field = ConcatSquashMLP(5, hidden=(8,))
+    x = torch.randn(4, 5)
+    whole = CNF(field, trace="exact")(x).delta_logp
+    monkeypatch.setattr(CNFDynamics, "EXACT_TANGENT_ROWS", 8)  # two basis vectors per pass
+    torch.testing.assert_close(CNF(field, trace="exact")(x).delta_logp, whole)
+
+
+def test_hessian_vector_products_through_the_forward_mode_divergence():
+    torch.manual_seed(0)
+    field = ConcatSquashMLP(2, hidden=(8,)).double()
+    x = torch.randn(6, 2, dtype=torch.float64)
+    params = list(field.parameters())
+
+    def hvp(f):
+        cnf = CNF(f, trace="exact", solver="rk4", steps=4, sensitivity="autograd")
+        grads = torch.autograd.grad(-cnf.log_prob(x).mean(), params, create_graph=True)
+        v = [torch.ones_like(p) for p in params]
+        return torch.autograd.grad(sum((g * u).sum() for g, u in zip(grads, v)), params)
+
+    for a, b in zip(hvp(field), hvp(PlainField(field))):
+        torch.testing.assert_close(a, b)

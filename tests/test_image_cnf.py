@@ -86,3 +86,13 @@ def test_delta_logp_matches_a_linear_field():
         out = flow(x)
     # block 1 sees 16 dims, block 2 sees the 8 kept after factor-out: trace 0.3 * 16 + 0.3 * 8
     assert torch.allclose(out.delta_logp, torch.full((2,), 0.3 * 24), atol=1e-4)
+
+
+def test_conv_field_tangents_match_autograd_jacobian():
+    torch.manual_seed(0)
+    field = ConvODENet(2, hidden=(4, 3)).double()
+    z, v, t = torch.randn(3, 2, 4, 4, dtype=torch.float64), torch.randn(2, 3, 2, 4, 4, dtype=torch.float64), torch.tensor(0.7)
+    f, jv = field.jvp(t, z, v)
+    torch.testing.assert_close(f, field(t, z))
+    for k in range(2):
+        torch.testing.assert_close(jv[k], torch.autograd.functional.jvp(lambda zz: field(t, zz), z, v[k])[1])

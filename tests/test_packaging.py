@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-EXTRAS = ("notebooks", "test")  # what ci/build_env.sh installs besides the dependencies
+EXTRAS = ("notebooks", "test", "docs")  # what ci/build_env.sh installs besides the dependencies
 
 
 def _requirements() -> list[Requirement]:

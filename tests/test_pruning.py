@@ -145,3 +145,12 @@ def test_prune_retrain_records_every_ratio():
                            dense=sweep.models[0.0])
     assert shared.table["params"].iloc[0] == sweep.table["params"].iloc[0]
     assert count_parameters(sweep.models[0.0]).ratio == 0.0  # the shared dense model is untouched
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_forward_mode_tangents_follow_pruned_weights(method):
+    field = ConcatSquashMLP(2, hidden=(16, 16))
+    prune_model(field, 0.5, method)
+    z, v, t = torch.randn(5, 2), torch.randn(1, 5, 2), torch.tensor(0.2)
+    expected = torch.autograd.functional.jvp(lambda zz: field(t, zz), z, v[0])[1]
+    torch.testing.assert_close(field.jvp(t, z, v)[1][0], expected)

@@ -9,7 +9,9 @@
 ``CNFLIB_OUTPUT_DIR=<output>/<name>`` so that it writes its figures and ``metrics.json`` there,
 next to the executed copy; its cells' output is logged as it runs (papermill's ``log_output``)
 to ``<output>/<name>/output.log``, so a long run can be watched (``tail -f``). A failed notebook is reported and the
-others still run; the exit status is non-zero if any failed.
+others still run; the exit status is non-zero if any failed. Parameters that a notebook does not
+declare, or an unknown preset, stop the run before any notebook starts; the output folder is locked
+for the run (:mod:`cnflib.collection.lock`), and an unreadable ``metrics.json`` fails its notebook.
 
 Every executed copy is cleaned (:func:`clean`): outputs are kept, but not papermill's run metadata
 (temporary paths, timings), nbclient's per-cell timestamps or progress-bar chunks on stderr, so a
@@ -28,8 +30,10 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from cnflib.core._paths import project_root
+from cnflib.collection._checks import check_run, read_metrics
+from cnflib.collection.lock import FolderLocked, folder_lock
 from cnflib.collection.report import CHECKPOINT_ENV, OUTPUT_ENV
+from cnflib.core._paths import project_root
 
 ROOT = project_root()
 NOTEBOOKS = ROOT / "notebooks"
@@ -152,7 +156,12 @@ def execute(notebook: Path, folder: Path, parameters: dict[str, Any],
         if executed.exists():
             clean_file(executed)
     seconds = time.perf_counter() - start
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    metrics = {}
+    if metrics_file.exists():
+        try:
+            metrics = read_metrics(metrics_file)
+        except ValueError as exc:  # this notebook's failure, not the run's
+            status, error = "FAILED", str(exc)[:200]
     return {"notebook": notebook.stem, "status": status, "seconds": round(seconds, 1), "metrics": metrics, "error": error}
 
 
@@ -165,6 +174,21 @@ def summary_table(rows: list[dict[str, Any]], max_metrics: int = 6) -> str:
             shown = f"{row['error']} " + shown
         lines.append(f"| {row['notebook']} | {row['status']} | {row['seconds']:.0f} | {shown} |")
     return "\n".join(lines)
+
+
+def run_all(notebooks: list[Path], output: Path, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    """Execute ``notebooks`` into ``output/<name>``; write summary.md and summary.json; return the rows."""
+    rows = []
+    for notebook in notebooks:
+        folder = output / notebook.stem
+        print(f"[cnflib] running {notebook.stem} {parameters or ''} (live output: {folder / 'output.log'})",
+              file=sys.stderr, flush=True)
+        # checkpoints per parameter set: the same -p values resume, others start afresh
+        rows.append(execute(notebook, folder, parameters, checkpoints=folder / "checkpoints" / parameters_digest(parameters)))
+        print(f"[cnflib]   {rows[-1]['status']} in {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
+    (output / "summary.md").write_text(summary_table(rows) + "\n")
+    (output / "summary.json").write_text(json.dumps(rows, indent=2))
+    return rows
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -187,20 +211,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.store and parameters:
         parser.error("--store keeps the stored notebooks at their default parameters: drop -p")
     notebooks = discover(args.only, args.notebooks)
-    rows = []
-    for notebook in notebooks:
-        folder = args.output / notebook.stem
-        print(f"[cnflib] running {notebook.stem} {parameters or ''} (live output: {folder / 'output.log'})",
-              file=sys.stderr, flush=True)
-        # checkpoints per parameter set: the same -p values resume, others start afresh
-        rows.append(execute(notebook, folder, parameters, checkpoints=folder / "checkpoints" / parameters_digest(parameters)))
-        print(f"[cnflib]   {rows[-1]['status']} in {rows[-1]['seconds']:.0f} s", file=sys.stderr, flush=True)
-        if args.store and rows[-1]["status"] == "ok":
-            notebook.write_text((folder / notebook.name).read_text())
+    try:
+        check_run(parameters, notebooks)  # before any notebook starts
+        with folder_lock(args.output):
+            rows = run_all(notebooks, args.output, parameters)
+    except (ValueError, FolderLocked) as exc:  # run_all's notebooks report their own errors
+        print(f"[cnflib] {exc}", file=sys.stderr)
+        return 2
+    if args.store:
+        for notebook, row in zip(notebooks, rows):
+            if row["status"] == "ok":
+                notebook.write_text((args.output / notebook.stem / notebook.name).read_text())
     table = summary_table(rows)
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "summary.md").write_text(table + "\n")
-    (args.output / "summary.json").write_text(json.dumps(rows, indent=2))
     print(table)
     failed = [r["notebook"] for r in rows if r["status"] != "ok"]
     if failed:

@@ -18,11 +18,14 @@ metrics after their data set: ``"{datasets[0]}_rnode_test_nll"`` reads ``miniboo
 from the point with ``datasets=[miniboone]``, and the table has one column for all data sets.
 
 Every name in ``parameters`` and ``grid`` must be a variable of the notebook's ``parameters``
-cell. Each point runs into its own folder ``<out>/<grid values>-<hash>/`` (executed notebook,
+cell; the file is validated before anything runs (each grid entry a list of distinct values,
+``metrics`` a list, presets known), with messages naming the key. The output folder is locked for
+the run (:mod:`cnflib.collection.lock`): a second sweep or runner on it stops, naming the holder. Each point runs into its own folder ``<out>/<grid values>-<hash>/`` (executed notebook,
 ``metrics.json`` written through :func:`cnflib.collection.report.record_metrics`, figures). A finished point
 (``metrics.json`` present) is skipped when the sweep runs again; a point runs in
 ``<folder>.running`` and moves to ``<folder>`` when it succeeds or ``<folder>.failed`` when it
-fails, so an interrupted or failed point is never mistaken for a finished one. Failed points are
+fails, so an interrupted or failed point is never mistaken for a finished one (nor is one whose
+``metrics.json`` is unreadable: it runs again). Failed points are
 reported, the others still run, and the exit status is non-zero. Under the ``full`` preset every
 ``fit`` of a point checkpoints into ``<its folder>/checkpoints/`` (see
 :func:`cnflib.collection.presets.configure_trainer`): re-running the sweep resumes an interrupted or failed
@@ -54,6 +57,9 @@ import yaml
 from tqdm import tqdm
 
 from cnflib.collection import run_notebooks
+from cnflib.collection._checks import check_parameters, check_presets, read_metrics
+from cnflib.collection._checks import notebook_parameters as notebook_parameters  # re-exported
+from cnflib.collection.lock import FolderLocked, folder_lock
 from cnflib.core._validation import check_choice
 
 SEED = "seed"  # the grid parameter averaged over in the results table
@@ -99,51 +105,51 @@ def find_notebook(name: str, notebooks: Optional[Path] = None) -> Path:
     return matches[0]
 
 
-def notebook_parameters(notebook: Path) -> dict[str, Any]:
-    """The variables of ``notebook``'s cell tagged ``parameters`` and their default values
-    (``papermill.inspect_notebook``). Defaults that are not Python literals are returned as their
-    source text."""
-    import papermill
-
-    found = papermill.inspect_notebook(str(notebook))
-    if not found:
-        raise ValueError(f"{notebook.name} has no cell tagged 'parameters'")
-    values: dict[str, Any] = {}
-    for name, info in found.items():
-        try:
-            values[name] = ast.literal_eval(info["default"])
-        except (ValueError, SyntaxError):
-            values[name] = info["default"]
-    return values
-
-
-def check_parameters(names: list[str], notebook: Path) -> None:
-    """Raise ValueError naming every entry of ``names`` that ``notebook``'s parameters cell lacks."""
-    valid = notebook_parameters(notebook)
-    unknown = [n for n in names if n not in valid]
-    if unknown:
-        raise ValueError(f"unknown parameters {unknown} for {notebook.stem}; valid: {', '.join(valid)}")
+def _check_shape(spec: Any) -> None:
+    """The sweep's keys and the type of each value, with messages naming the key."""
+    if spec is None:
+        raise ValueError(f"the sweep file is empty; a sweep is a mapping with at least 'notebook' "
+                         f"(valid keys: {', '.join(KEYS)})")
+    if not isinstance(spec, dict):
+        raise ValueError(f"a sweep is a mapping of keys ({', '.join(KEYS)}), got a {type(spec).__name__}: "
+                         "write 'notebook: NAME' lines, not '- ' items")
+    if "notebook" not in spec:
+        raise ValueError(f"a sweep needs a 'notebook' key; valid keys: {', '.join(KEYS)}")
+    for key in spec:
+        check_choice("sweep key", key, KEYS)
+    for key in ("parameters", "grid"):
+        if spec.get(key) is not None and not isinstance(spec[key], dict):
+            raise ValueError(f"'{key}' must be a mapping of parameter names to "
+                             f"{'values' if key == 'parameters' else 'lists of values'}, got {spec[key]!r}: "
+                             f"write e.g. '{key}: {{seed: {'0' if key == 'parameters' else '[0, 1, 2]'}}}'")
+    for key, values in (spec.get("grid") or {}).items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"grid[{key!r}] must be a non-empty list, got {values!r}: write e.g. '{key}: [{values}]'")
+        texts = [json.dumps(v, sort_keys=True) for v in values]
+        repeated = sorted({t for t in texts if texts.count(t) > 1})
+        if repeated:
+            raise ValueError(f"grid[{key!r}] repeats the values {', '.join(repeated)}: list each value once "
+                             "(a repeated value would run the same point twice into one folder)")
+    metrics = spec.get("metrics")
+    if metrics is not None and (not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics)):
+        raise ValueError(f"'metrics' must be a list of metric names, got {metrics!r}: write e.g. 'metrics: [{metrics}]'")
 
 
 def parse(spec: dict[str, Any], name: str = "sweep", notebooks: Optional[Path] = None) -> Sweep:
-    """Validate a sweep given as a dictionary (the YAML's content) and return it."""
-    if not isinstance(spec, dict) or "notebook" not in spec:
-        raise ValueError(f"a sweep is a mapping with at least 'notebook'; valid keys: {', '.join(KEYS)}")
-    for key in spec:
-        check_choice("sweep key", key, KEYS)
+    """Validate a sweep given as a dictionary (the YAML's content) and return it.
+
+    Raises ValueError, naming the key, before anything runs: an empty or non-mapping file, an
+    unknown key, a grid entry that is not a list or repeats a value, metrics that are not a list,
+    parameters the notebook does not declare, an unknown preset (fixed or in the grid).
+    """
+    _check_shape(spec)
     parameters, grid = dict(spec.get("parameters") or {}), dict(spec.get("grid") or {})
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise ValueError(f"grid[{key!r}] must be a non-empty list, got {values!r}")
     both = sorted(set(parameters) & set(grid))
     if both:
         raise ValueError(f"parameters {both} are both fixed and in the grid")
     notebook = find_notebook(str(spec["notebook"]), notebooks)
     check_parameters([*parameters, *grid], notebook)
-    if "preset" in parameters:
-        from cnflib.collection.presets import PRESETS
-
-        check_choice("preset", parameters["preset"], PRESETS)
+    check_presets([parameters["preset"]] if "preset" in parameters else grid.get("preset", []))
     metrics = spec.get("metrics")
     for template in metrics or []:
         fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
@@ -154,10 +160,18 @@ def parse(spec: dict[str, Any], name: str = "sweep", notebooks: Optional[Path] =
     return Sweep(name, notebook, parameters, grid, list(metrics) if metrics is not None else None)
 
 
+def read_spec(path: Path) -> Any:
+    """The YAML content of a sweep file; ValueError naming the file if it cannot be read or parsed."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"cannot read the sweep file: {error}") from None
+
+
 def load(path: Union[str, Path], notebooks: Optional[Path] = None) -> Sweep:
     """Read and validate a sweep file (see the module docstring for its format)."""
     path = Path(path)
-    return parse(yaml.safe_load(path.read_text()), path.stem, notebooks)
+    return parse(read_spec(path), path.stem, notebooks)
 
 
 def _slug(value: Any) -> str:
@@ -206,9 +220,16 @@ def run_point(notebook: Path, folder: Path, parameters: dict[str, Any]) -> dict[
     return row
 
 
-def _finished(folder: Path) -> dict[str, Any]:
-    return {"status": "done", "seconds": math.nan, "error": "",
-            "metrics": json.loads((folder / "metrics.json").read_text())}
+def _finished(folder: Path) -> Optional[dict[str, Any]]:
+    """The row of a point finished earlier, or None if it has no readable metrics.json (then it runs again)."""
+    if not (folder / "metrics.json").exists():
+        return None
+    try:
+        metrics = read_metrics(folder / "metrics.json")
+    except ValueError as error:
+        print(f"[sweep] {error}: running the point again", file=sys.stderr)
+        return None
+    return {"status": "done", "seconds": math.nan, "error": "", "metrics": metrics}
 
 
 def _claim_gpus(free) -> None:
@@ -247,16 +268,20 @@ def run(sweep: Sweep, out: Union[str, Path], workers: int = 1, progress: bool = 
     for two DDP points of 2 GPUs each); a worker runs all its points on its own devices.
 
     A row holds the grid values, ``status`` ("ok", "done" = finished earlier, "FAILED"),
-    ``seconds``, ``error``, ``folder`` and the point's metrics.
+    ``seconds``, ``error``, ``folder`` and the point's metrics. The folder ``out`` is locked for the
+    run (a second run on it raises :class:`~cnflib.collection.lock.FolderLocked` naming this one).
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if gpus and workers > len(gpus):
         raise ValueError(f"{workers} workers but {len(gpus)} GPU entries {gpus}: give one entry per worker")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out):
+        return _run(sweep, Path(out), workers, progress, gpus)
+
+
+def _run(sweep: Sweep, out: Path, workers: int, progress: bool, gpus: Optional[list[str]]) -> list[dict[str, Any]]:
     points = expand(sweep)
-    outcome = {p.name: _finished(out / p.name) for p in points if (out / p.name / "metrics.json").exists()}
+    outcome = {p.name: row for p in points if (row := _finished(out / p.name)) is not None}
     todo = [p for p in points if p.name not in outcome]
     pool = _pool(min(workers, len(todo)), gpus) if todo and (gpus or (workers > 1 and len(todo) > 1)) else None
     results = _results(sweep, todo, out, pool)  # workers start before tqdm starts its monitor thread
@@ -398,10 +423,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="override a fixed parameter (JSON value), e.g. -p preset tutorial")
     args = parser.parse_args(argv)
-    spec = yaml.safe_load(args.sweep.read_text())
-    spec["parameters"] = {**(spec.get("parameters") or {}),
-                          **{k: run_notebooks._parse_value(v) for k, v in args.parameter}}
     try:
+        spec = read_spec(args.sweep)
+        if args.parameter and isinstance(spec, dict) and isinstance(spec.get("parameters") or {}, dict):
+            spec["parameters"] = {**(spec.get("parameters") or {}),
+                                  **{k: run_notebooks._parse_value(v) for k, v in args.parameter}}
         sweep = parse(spec, args.sweep.stem)
     except ValueError as exc:
         print(f"{args.sweep}: {exc}", file=sys.stderr)
@@ -414,7 +440,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"{state}  {out / p.name}  {json.dumps(p.parameters)}")
         print(f"{len(points)} points of {sweep.notebook.stem}", file=sys.stderr)
         return 0
-    rows = run(sweep, out, args.workers or len(args.gpus or [None]), gpus=args.gpus)
+    try:
+        rows = run(sweep, out, args.workers or len(args.gpus or [None]), gpus=args.gpus)
+    except FolderLocked as exc:
+        print(f"[sweep] {exc}", file=sys.stderr)
+        return 2
     print(write_results(sweep, rows, out))
     print(f"\nresults: {out}/results.md, results.csv, results.png; per point: points.csv", file=sys.stderr)
     failed = [r["folder"] for r in rows if r["status"] == "FAILED"]

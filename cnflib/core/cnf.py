@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torchdyn.core import NeuralODE
 
-from cnflib.core._validation import check_choice
+from cnflib.core._validation import check_batch, check_choice, check_count, check_positive, check_time
 from cnflib.core.distributions import StandardNormal
 from cnflib.core.flow import FlowOutput
 from cnflib.core.odes import ADAPTIVE_SOLVERS, SENSITIVITIES, SOLVERS, CountingField, neural_ode, solve
@@ -67,7 +67,16 @@ class CNFDynamics(CountingField):
     Called on a state of width ``D`` (sampling: the field alone) or ``D + 1 + k`` (density:
     field, divergence and ``k`` regularizers). ``event_shape`` is the shape of one sample; the
     vector field sees states of shape [n, *event_shape].
+
+    The divergence comes from forward-mode tangents when the vector field has
+    ``jvp(t, z, v) -> (f, (df/dz) v)`` (:class:`~cnflib.core.ConcatSquashMLP`,
+    :class:`~cnflib.models.image_cnf.ConvODENet`): the exact trace as ``sum_i e_i^T (df/dz) e_i``
+    over the basis vectors, at most ``EXACT_TANGENT_ROWS`` stacked rows per pass, and Hutchinson's
+    as ``eps^T ((df/dz) eps)``. Otherwise, and for Hutchinson's estimator when a regularizer needs
+    ``eps^T df/dz``, it comes from backward passes.
     """
+
+    EXACT_TANGENT_ROWS = 8192  # tangent rows (basis vectors x samples) per forward-mode pass
 
     def __init__(self, vector_field: nn.Module, event_shape: tuple[int, ...], trace: str, noise: str,
                  regularizers: Sequence[Regularizer], max_nfe: int) -> None:
@@ -81,29 +90,54 @@ class CNFDynamics(CountingField):
         self.noise: Optional[Tensor] = None  # drawn once per solve by the CNF
 
     @property
-    def needs_vjp(self) -> bool:
-        return self.trace == "hutchinson" or any(r.needs_vjp for r in self.regularizers)
+    def regularizers_need_vjp(self) -> bool:
+        return any(r.needs_vjp for r in self.regularizers)
+
+    @property
+    def needs_noise(self) -> bool:
+        return self.trace == "hutchinson" or self.regularizers_need_vjp
 
     def _field(self, t: Tensor, z: Tensor) -> Tensor:
         return self.vector_field(t, z.view(-1, *self.event_shape)).reshape(z.shape[0], self.dim)
+
+    def _field_jvp(self, t: Tensor, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """f [n, D] and (df/dz) v [k, n, D] for tangents v [k, n, D]."""
+        n, k = z.shape[0], v.shape[0]
+        f, jv = self.vector_field.jvp(t, z.view(n, *self.event_shape), v.reshape(k, n, *self.event_shape))
+        return f.reshape(n, self.dim), jv.reshape(k, n, self.dim)
+
+    def _forward_mode_divergence(self, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """(f [n, D], divergence [n]) from tangents: the basis (exact) or the noise (Hutchinson)."""
+        n = z.shape[0]
+        if self.trace == "hutchinson":
+            f, jv = self._field_jvp(t, z, self.noise[None])
+            return f, (jv[0] * self.noise).sum(1)
+        basis = torch.eye(self.dim, dtype=z.dtype, device=z.device)
+        chunk = max(1, self.EXACT_TANGENT_ROWS // n)
+        div = 0
+        for start in range(0, self.dim, chunk):
+            e = basis[start:start + chunk, None, :].expand(-1, n, -1)
+            f, jv = self._field_jvp(t, z, e)
+            div = div + torch.diagonal(jv[:, :, start:start + chunk], dim1=0, dim2=2).sum(1)
+        return f, div
 
     def forward(self, t: Tensor, state: Tensor, args: Optional[dict] = None) -> Tensor:
         self.tick()
         if state.shape[1] == self.dim:
             return self._field(t, state)
         create_graph = torch.is_grad_enabled()
-        with torch.enable_grad():
+        forward_mode = hasattr(self.vector_field, "jvp") and not (self.trace == "hutchinson" and self.regularizers_need_vjp)
+        backward_passes = self.regularizers_need_vjp or not forward_mode
+        with torch.enable_grad() if backward_passes else contextlib.nullcontext():
             z = state[:, : self.dim]
-            if not z.requires_grad:
+            if backward_passes and not z.requires_grad:
                 z = z.detach().requires_grad_(True)
-            f = self._field(t, z)
+            f, div = self._forward_mode_divergence(t, z) if forward_mode else (self._field(t, z), None)
             vjp = None
-            if self.needs_vjp:
+            if self.trace == "hutchinson" and not forward_mode or self.regularizers_need_vjp:
                 vjp = torch.autograd.grad(f, z, self.noise, create_graph=create_graph, retain_graph=True)[0]
-            if self.trace == "exact":
-                div = exact_divergence(f, z, create_graph)
-            else:
-                div = (vjp * self.noise).sum(1)
+            if div is None:
+                div = exact_divergence(f, z, create_graph) if self.trace == "exact" else (vjp * self.noise).sum(1)
             regs = [REGULARIZER_SCALE * r(t, z, f, self.noise, vjp)[:, None] for r in self.regularizers]
         out = torch.cat([f, div[:, None], *regs], 1)
         return out if create_graph else out.detach()
@@ -123,6 +157,9 @@ class SolverOptions:
     def __post_init__(self) -> None:
         check_choice("solver", self.solver, SOLVERS)
         check_choice("sensitivity", self.sensitivity, SENSITIVITIES)
+        check_positive("atol", self.atol, "the solver's absolute tolerance, e.g. 1e-5")
+        check_positive("rtol", self.rtol, "the solver's relative tolerance, e.g. 1e-5")
+        check_count("steps", self.steps)
 
     @property
     def adaptive(self) -> bool:
@@ -135,7 +172,7 @@ class CNF(nn.Module):
     Arguments:
         vector_field: ``f(t, z)`` mapping [n, *shape] -> [n, *shape].
         dim: the shape of one sample (int or tuple); default ``vector_field.dim``.
-        trace: "exact" (D backward passes) or "hutchinson" (one vector-Jacobian product).
+        trace: "exact" (all D basis vectors) or "hutchinson" (one random projection), see :class:`CNFDynamics`.
         noise: Hutchinson probe distribution, "gaussian" or "rademacher"; drawn once per solve.
         solver, atol, rtol, sensitivity, steps: see :class:`SolverOptions`.
         T: integration time.
@@ -156,7 +193,8 @@ class CNF(nn.Module):
         shape = (dim,) if isinstance(dim, int) else tuple(dim)
         self.dynamics = CNFDynamics(vector_field, shape, trace, noise, regularizers, max_nfe)
         self.options = SolverOptions(solver, atol, rtol, sensitivity, steps)
-        self.T = float(T)
+        self.T = check_time(T)
+        check_count("max_nfe", max_nfe)
         self.base = StandardNormal(shape) if base is None else base
         self._odes: dict[tuple, NeuralODE] = {}
 
@@ -218,15 +256,25 @@ class CNF(nn.Module):
             self._odes[key] = neural_ode(self.dynamics, options.solver, atol, rtol, options.sensitivity)
         return self._odes[key]
 
+    def _checked(self, name: str, x: Tensor) -> bool:
+        """Validate a batch and the time span before any solve; False for an empty batch."""
+        check_time(self.T)
+        ref = next(self.parameters(), None)
+        check_batch(name, x, self.event_shape, None if ref is None else ref.dtype)
+        return len(x) > 0
+
     def _t_span(self, start: float, end: float, options: SolverOptions) -> Tensor:
         return torch.linspace(start, end, 2 if options.adaptive else options.steps + 1)
 
     # -- density ------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> FlowOutput:
         """Push data to the latent space. x: [n, *shape] -> FlowOutput (z [n, *shape], delta_logp [n])."""
+        if not self._checked("x", x):  # an empty batch: empty results, no solve
+            empty = x.new_zeros(0)
+            return FlowOutput(x, empty, {r.name: empty for r in self.dynamics.regularizers}, 0)
         n, dim = x.shape[0], self.dynamics.dim
         flat = x.reshape(n, dim)
-        if self.dynamics.needs_vjp:
+        if self.dynamics.needs_noise:
             self.dynamics.noise = sample_noise(self.dynamics.noise_kind, flat)
         k = len(self.dynamics.regularizers)
         state = torch.cat([flat, flat.new_zeros(n, 1 + k)], 1)
@@ -246,6 +294,8 @@ class CNF(nn.Module):
         Gradients, if enabled, flow by backpropagation through the solver (torchdyn's adjoint
         does not support reversed time spans).
         """
+        if not self._checked("z", z):
+            return z
         options = replace(self.options, sensitivity="autograd")
         flat = z.reshape(z.shape[0], self.dynamics.dim)
         sol = solve(self._ode(options, 0), self.dynamics, flat, self._t_span(self.T, 0.0, options))

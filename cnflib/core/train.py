@@ -3,9 +3,10 @@
 :func:`fit` trains any ``nn.Module`` on minibatches drawn from in-memory tensors with a loss
 function ``loss(model, batch) -> (loss, metrics)``. Minibatch ``k`` and the random numbers used
 at step ``k`` (e.g. Hutchinson noise) are seeded by ``(seed, k)``, so a run resumed from a
-checkpoint takes exactly the steps an uninterrupted run takes. Checkpoints hold only tensors and
-numbers and load with ``torch.load(..., weights_only=True)``; they are written to a temporary file
-and renamed, so a run killed while writing one leaves the previous one in place.
+checkpoint takes exactly the steps an uninterrupted run takes. Checkpoints hold only tensors,
+numbers and strings and load with ``torch.load(..., weights_only=True)``; they are written through
+a temporary ``<name>.<pid>.partial`` and ``os.replace``, only for weights whose loss was seen to be
+finite, and a resume checks that the checkpoint belongs to the same run (:func:`check_resume`).
 
 Long runs: under the ``full`` preset the trainer settings that notebooks pass to every ``fit``
 hold :class:`RunCheckpoints`, so that every call checkpoints into the run's folder
@@ -15,7 +16,9 @@ TensorBoard's, if installed) writes each call's history next to it.
 """
 from __future__ import annotations
 
+import copy
 import csv
+import hashlib
 import importlib.util
 import logging
 import math
@@ -173,8 +176,10 @@ class FitModule(pl.LightningModule):
         self.evaluate: Optional[Callable[[nn.Module], dict[str, float]]] = None
         self.eval_every = 0
         self.on_checkpoint: Optional[Callable[[int], None]] = None
-        self.signature: dict[str, Union[int, float, str]] = {}
         self.checkpoint_every = 0
+        self.write_pending: Optional[Callable[[], None]] = None  # a checkpoint awaiting a finite loss
+        self.checkpoint_note = ""  # where the last good checkpoint is, for the message of a non-finite loss
+        self.identity: dict = {}  # what a checkpoint records of the run (see run_identity)
 
     def configure_optimizers(self):
         optimizer = OPTIMIZERS[self.optimizer_name](self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -212,9 +217,12 @@ class FitModule(pl.LightningModule):
             logged_loss = loss.item()
         if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"the loss is {loss.item()} at step {step}: training stopped. Lower the learning "
-                "rate, tighten the solver tolerances or add regularization."
+                f"the loss is {loss.item()} at step {step + 1} (1-based) of {self.steps}: training stopped"
+                f"{self.checkpoint_note}. Lower the learning rate, tighten the solver tolerances or add "
+                "regularization."
             )
+        if self.write_pending is not None:  # the weights of the held checkpoint gave a finite loss
+            self.write_pending()
         self._row = {"step": step + 1, "loss": logged_loss, **metrics,
                      "nfe_forward": nfe_totals(self.model)[0] - self._nfe0[0]}
         return loss
@@ -276,34 +284,32 @@ def _history_tensors(rows: list[dict[str, float]]) -> dict[str, Tensor]:
     return {c: torch.tensor([row.get(c, math.nan) for row in rows], dtype=torch.float64) for c in columns}
 
 
-def save_checkpoint(path: Union[str, Path], module: FitModule, optimizer: torch.optim.Optimizer, step: int) -> None:
-    """Write model, optimizer, step, history and the RNG state (tensors and numbers only) atomically.
+def checkpoint_state(module: FitModule, optimizer: torch.optim.Optimizer, step: int) -> dict:
+    """A copy of what a checkpoint holds after ``step`` steps: model, optimizer, step, seed,
+    the run's identity (:func:`run_identity`), training time and history (tensors, numbers, strings)."""
+    state = {"model": module.model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+             "seed": module.seed, "train_seconds": module.train_seconds, "history": _history_tensors(module.rows),
+             "rng": torch.get_rng_state(), **_cuda_rng(), **module.identity}
+    return copy.deepcopy(state)
 
-    The state goes to a temporary file beside ``path`` (flushed to disk), which then replaces
-    ``path`` in one rename: a run killed at any moment leaves ``path`` either as it was or complete.
-    """
+
+def write_checkpoint(path: Union[str, Path], state: dict) -> None:
+    """Write ``state`` to ``path`` atomically, through ``<name>.<pid>.partial`` in the same folder (a
+    name that is never the target's nor another target's temporary) and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    history = _history_tensors(module.rows)
-    state = {"model": module.model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-             "seed": module.seed, "train_seconds": module.train_seconds, "history": history,
-             "signature": module.signature, "rng": torch.get_rng_state(), **_cuda_rng()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
     try:
-        with open(tmp, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        torch.save(state, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     _remove_stale_temporaries(path)
 
 
-def _signature(model: nn.Module, **settings: Union[int, float, str]) -> dict[str, Union[int, float, str]]:
-    """What identifies a fit call in its checkpoint: its settings and its model's tensor names and shapes."""
-    shapes = ";".join(f"{name}:{tuple(t.shape)}" for name, t in model.state_dict().items())
-    return {**settings, "model": shapes}
+def save_checkpoint(path: Union[str, Path], module: FitModule, optimizer: torch.optim.Optimizer, step: int) -> None:
+    """Write model, optimizer, step and history (tensors, numbers and strings only) atomically."""
+    write_checkpoint(path, checkpoint_state(module, optimizer, step))
 
 
 def _cuda_rng() -> dict[str, list[Tensor]]:
@@ -313,13 +319,65 @@ def _cuda_rng() -> dict[str, list[Tensor]]:
 
 def _remove_stale_temporaries(path: Path) -> None:
     """Delete temporaries of ``path`` left by killed runs (never the file itself)."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+    for stale in path.parent.glob(f"{path.name}.*.partial"):
         stale.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Union[str, Path]) -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
+
+    Raises ValueError naming the file if it is empty, truncated, corrupt or not a cnflib checkpoint.
+    """
+    path = Path(path)
+    fix = "delete it to train from scratch, or pass another checkpoint path"
+    if path.stat().st_size == 0:
+        raise ValueError(f"the checkpoint {path} is empty (0 bytes): {fix}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # zip, pickle and EOF errors of a truncated or corrupt file
+        raise ValueError(f"the checkpoint {path} is truncated or corrupt ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''}): {fix}") from error
+    missing = [k for k in ("model", "optimizer", "step", "seed", "train_seconds", "history")
+               if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path} is not a checkpoint written by cnflib.core.train.fit (it lacks {missing}): {fix}")
+    return state
+
+
+def data_fingerprint(data: Sequence[Tensor]) -> str:
+    """A digest of the training tensors (shapes, dtypes and bytes): sha1 hex."""
+    digest = hashlib.sha1()
+    for tensor in data:
+        digest.update(f"{tuple(tensor.shape)}{tensor.dtype};".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def run_identity(data: Sequence[Tensor], settings: dict) -> dict:
+    """What a checkpoint records of its run, checked on resume: data fingerprint and settings."""
+    return {"data_fingerprint": data_fingerprint(data), "settings": {k: settings[k] for k in sorted(settings)}}
+
+
+def check_resume(path: Path, state: dict, *, seed: int, steps: int, identity: dict) -> None:
+    """Refuse to resume from a checkpoint of another run: raises ValueError naming what differs
+    (seed, step count, data fingerprint, settings). Checkpoints written before the fingerprint was
+    recorded are checked for seed and step count only."""
+    differs = []
+    if int(state["seed"]) != seed:
+        differs.append(f"seed: {int(state['seed'])} in the checkpoint, {seed} now")
+    if int(state["step"]) > steps:
+        differs.append(f"steps: the checkpoint holds {int(state['step'])} steps, more than steps={steps}")
+    if "data_fingerprint" in state and state["data_fingerprint"] != identity["data_fingerprint"]:
+        differs.append(f"data: fingerprint {state['data_fingerprint'][:12]} in the checkpoint, "
+                       f"{identity['data_fingerprint'][:12]} now (other tensors, rows or order)")
+    for key, value in state.get("settings", {}).items():
+        now = identity["settings"].get(key)
+        if value != now:
+            differs.append(f"{key}: {value!r} in the checkpoint, {now!r} now")
+    if differs:
+        raise ValueError(f"the checkpoint {path} belongs to another run; it differs in " + "; ".join(differs)
+                         + ". Pass another checkpoint path (or delete this one) to train anew, or "
+                         "force_resume=True to resume from it anyway.")
 
 
 def _loggers(checkpoint: Path, start_step: int, flush_every: int) -> list:
@@ -369,12 +427,37 @@ def _rows_from(history: dict[str, Tensor]) -> list[dict[str, float]]:
     return rows
 
 
+def _checkpointer(path: Path, module: FitModule, trainer: pl.Trainer) -> Callable[[int], None]:
+    """``on_checkpoint(step)`` of :func:`fit`: a checkpoint is held in memory until the next step's
+    loss is finite (:meth:`FitModule.training_step` writes it then), the last one written at once
+    if the weights are finite; so the file always holds weights whose loss was finite."""
+    if module.start_step:
+        module.checkpoint_note = f"; {path} keeps step {module.start_step}, the last good one"
+
+    def write(state: dict) -> None:
+        write_checkpoint(path, state)
+        module.checkpoint_note = f"; {path} keeps step {state['step']}, the last good one"
+        module.write_pending = None
+
+    def on_checkpoint(step: int) -> None:
+        state = checkpoint_state(module, trainer.optimizers[0], step)
+        if step < module.steps:
+            module.write_pending = lambda: write(state)
+        elif all(bool(torch.isfinite(p).all()) for p in module.model.parameters()):
+            write(state)
+        else:
+            raise FloatingPointError(f"the weights are not finite after the last step {step}: {path} not "
+                                     f"written{module.checkpoint_note}. Lower the learning rate.")
+
+    return on_checkpoint
+
+
 def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, loss: Optional[LossFn] = None,
         batch_size: int = 100, lr: float = 1e-3, weight_decay: float = 0.0, optimizer: str = "adam",
         lr_schedule: Optional[Callable[[int], float]] = None, seed: int = 0,
         evaluate: Optional[Callable[[nn.Module], dict[str, float]]] = None, eval_every: int = 0,
         checkpoint: Union[str, Path, None] = None, checkpoint_every: int = 0,
-        checkpoints: Optional[RunCheckpoints] = None,
+        checkpoints: Optional[RunCheckpoints] = None, force_resume: bool = False,
         max_grad_norm: Optional[float] = None, progress: bool = True, desc: Optional[str] = None,
         accelerator: str = "cpu", devices: Union[int, str] = 1, strategy: str = "auto",
         num_nodes: int = 1) -> pd.DataFrame:
@@ -388,13 +471,17 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         evaluate: ``evaluate(model) -> metrics``, run without gradient every ``eval_every``
             steps and after the last one, logged with an ``eval_`` prefix.
         checkpoint: a file; if it exists, training resumes from it (nothing lost) or, if it is
-            complete, is skipped and its stored history returned ("train or load"), with the
+            complete, is skipped and its stored history returned ("train or load"). It is written
+            every ``checkpoint_every`` steps and after the last, each time once the next step's loss
+            is finite, so a diverged run keeps its last good checkpoint. A loaded finished checkpoint leaves the
             random number generators as the finished run left them. With a checkpoint, the
             history is also logged under ``<its folder>/logs/<its name>/metrics.csv``.
-        checkpoint_every: steps between checkpoints (0: only at the end).
         checkpoints: a run's :class:`RunCheckpoints` (``configure_trainer`` puts them in the
             trainer settings under the ``full`` preset): without ``checkpoint``, this call's file
             is their next one, written every ``checkpoints.every`` steps unless ``checkpoint_every``.
+        force_resume: resume from ``checkpoint`` even if its seed, data fingerprint or settings
+            differ from this call's, or it holds more than ``steps`` steps (by default that raises
+            ValueError saying what differs).
         accelerator, devices, strategy, num_nodes: passed to Lightning's ``Trainer``; notebooks take
             them from :func:`cnflib.collection.presets.configure_trainer` and pass them to every call.
 
@@ -411,7 +498,8 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         a resumed run.
 
     Raises:
-        FloatingPointError: the loss became NaN or infinite.
+        FloatingPointError: the loss became NaN or infinite (the message gives the 1-based step).
+        ValueError: the checkpoint is unreadable or belongs to another run (see ``force_resume``).
     """
     data = (data,) if isinstance(data, Tensor) else tuple(data)
     if checkpoint is None and checkpoints is not None:
@@ -419,16 +507,14 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
     module = FitModule(model, data, loss or flow_loss(), batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                        optimizer=optimizer, seed=seed, steps=steps, lr_schedule=lr_schedule)
     module.evaluate, module.eval_every = evaluate, eval_every
-    module.signature = _signature(model, batch_size=batch_size, lr=lr, seed=seed, optimizer=optimizer)
     if checkpoint is not None:
-        _remove_stale_temporaries(Path(checkpoint))
+        module.identity = run_identity(data, {"batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+                                              "optimizer": optimizer, "max_grad_norm": max_grad_norm})
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint)
-        other = {k: (v, module.signature.get(k)) for k, v in state.get("signature", {}).items()
-                 if module.signature.get(k) != v}
-        if other:
-            raise ValueError(f"{checkpoint} was written by another fit call (its {', '.join(other)} differ: "
-                             f"{other}); delete it to train this one afresh")
+        if not force_resume:
+            check_resume(Path(checkpoint), state, seed=seed, steps=steps, identity=module.identity)
+        _remove_stale_temporaries(Path(checkpoint))
         model.load_state_dict(state["model"])
         module.start_step, module.optimizer_state = int(state["step"]), state["optimizer"]
         module.rows, module.train_seconds = _rows_from(state["history"]), float(state["train_seconds"])
@@ -457,7 +543,7 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
                          use_distributed_sampler=False,  # data parallel: every process takes every step
                          gradient_clip_val=max_grad_norm, callbacks=callbacks)
     if checkpoint is not None:
-        module.on_checkpoint = lambda step: save_checkpoint(checkpoint, module, trainer.optimizers[0], step)
+        module.on_checkpoint = _checkpointer(Path(checkpoint), module, trainer)
         module.checkpoint_every = checkpoint_every
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers|GPU available|TPU available|LitLogger|litlogger|treespec|exists and is not empty|logging interval).*")

@@ -79,7 +79,10 @@ def _torchvision_split(dataset: str, split: str, root: Optional[str | Path], val
 
     base = download.require(dataset, root)
     source = datasets.MNIST if dataset == "mnist" else datasets.CIFAR10
-    data = source(str(base), train=split != "test", download=False)
+    try:
+        data = source(str(base), train=split != "test", download=False)
+    except Exception as error:  # torchvision's bare asserts and its "use download=True" (which we lack)
+        raise damaged_files_error(dataset, base, root, error) from None
     x = torch.as_tensor(data.data)
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # MNIST [n, H, W]; CIFAR [n, H, W, C]
     y = torch.as_tensor(data.targets, dtype=torch.long)
@@ -89,6 +92,37 @@ def _torchvision_split(dataset: str, split: str, root: Optional[str | Path], val
         keep = slice(len(x) - validation_size, None) if split == "validation" else slice(0, len(x) - validation_size)
         x, y = x[keep], y[keep]
     return ImageSplit(x=x.contiguous(), y=y, levels=256)
+
+
+def damaged_files_error(dataset: str, base: Path, root: Optional[str | Path], error: Exception) -> ValueError:
+    """The error for MNIST/CIFAR-10 files that torchvision cannot read: it names the first damaged
+    file (an MNIST idx file with a wrong header or size; a CIFAR batch whose md5 differs from
+    torchvision's) and the download command."""
+    from torchvision import datasets
+    from torchvision.datasets.utils import check_integrity
+
+    from cnflib.data import download
+
+    bad: list[Path] = []
+    if dataset == "mnist":
+        for name in download.DATASETS["mnist"].files:
+            path = base / name
+            blob = path.read_bytes() if path.is_file() else b""
+            images = "images" in path.name
+            header = 16 if images else 8
+            n = int.from_bytes(blob[4:8], "big") if len(blob) >= 8 else -1
+            magic = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else -1
+            if magic != (2051 if images else 2049) or len(blob) != header + n * (28 * 28 if images else 1):
+                bad.append(path)
+    else:
+        folder = base / datasets.CIFAR10.base_folder
+        entries = [*datasets.CIFAR10.train_list, *datasets.CIFAR10.test_list,
+                   [datasets.CIFAR10.meta["filename"], datasets.CIFAR10.meta["md5"]]]
+        bad = [folder / name for name, md5 in entries if not check_integrity(str(folder / name), md5)]
+    what = f"{bad[0]} is damaged" if bad else f"the {dataset} files in {base} are unreadable"
+    detail = str(error).replace("You can use download=True to download it", "").strip(" .") or type(error).__name__
+    return ValueError(f"{what} ({detail}). Delete {'it' if bad else 'them'} and download again with:\n"
+                      f"    {download.download_command(dataset, root)}")
 
 
 def mnist(split: str = "train", root: Optional[str | Path] = None, *, validation_size: int = 10_000) -> ImageSplit:

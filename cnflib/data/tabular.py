@@ -15,12 +15,20 @@ preprocessing is MAF's own (``gpapamak/maf/datasets``, reused unchanged by FFJOR
 - MINIBOONE [N, 43] (the release already holds the cleaned features): split as POWER, z-score with
   train+validation mean/std.
 - BSDS300 (hdf5 with train/validation/test keys) -> 63: used as stored.
+
+Every file is checked against the set's definition before use (:func:`check_raw`: its width, at
+least :data:`MIN_ROWS` rows, finite values) and every split after preprocessing (width ``D``, not
+empty, finite); an unreadable file raises ValueError naming it and the download command. The GAS
+pickle is read by :func:`read_gas_pickle`, which resolves only pandas' and NumPy's data classes,
+so a crafted file cannot run code.
 """
 from __future__ import annotations
 
 import functools
+import io
+import pickle
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -32,6 +40,8 @@ from cnflib.data import download
 NAMES: tuple[str, ...] = ("power", "gas", "hepmass", "miniboone", "bsds300")
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 DIMS: dict[str, int] = {"power": 6, "gas": 8, "hepmass": 21, "miniboone": 43, "bsds300": 63}
+RAW_WIDTHS: dict[str, int] = {"power": 8, "hepmass_train": 29, "hepmass_test": 30, "miniboone": 43, "bsds300": 63}
+MIN_ROWS = 12  # MAF's two 10% splits leave every split non-empty from 12 rows on
 Splits = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -50,28 +60,127 @@ def load(name: str, split: str, root: Optional[str | Path] = None) -> Tensor:
     check_choice("dataset", name, NAMES)
     index = SPLITS.index(check_choice("split", split, SPLITS))
     base = download.require(name, root)
-    return torch.from_numpy(_splits(name, str(base.resolve()))[index].copy())
+    return torch.from_numpy(_splits(name, str(base.resolve()), None if root is None else str(root))[index].copy())
+
+
+def _read(name: str, path: Path, reader: Callable[[Path], Any], root: Optional[str]) -> Any:
+    """``reader(path)``, or ValueError naming the file and the download command if it cannot be read."""
+    try:
+        return reader(path)
+    except ImportError:
+        raise
+    except Exception as error:  # numpy, pandas, pickle and hdf5 errors of a damaged file
+        raise ValueError(f"{path} is not a readable {name.upper()} file ({type(error).__name__}: {error}). "
+                         f"Delete it and download again with:\n    {download.download_command(name, root)}") from None
+
+
+def check_raw(name: str, path: Path, data: np.ndarray, width: Optional[int], root: Optional[str]) -> np.ndarray:
+    """``data`` as float64 if it is [N >= MIN_ROWS, width] with finite values; else ValueError naming ``path``."""
+    fix = f"the file is damaged or not the MAF release's: download it again with {download.download_command(name, root)}"
+    data = np.asarray(data)
+    if data.ndim != 2 or (width is not None and data.shape[1] != width):
+        raise ValueError(f"{path} holds an array of shape {list(data.shape)}; {name.upper()} files have "
+                         f"{width} columns: {fix}")
+    if len(data) < MIN_ROWS:
+        raise ValueError(f"{path} has {len(data)} rows; {name.upper()} needs at least {MIN_ROWS} "
+                         f"(MAF's 10% test and validation splits would be empty): {fix}")
+    try:
+        data = data.astype(np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path} holds non-numeric values ({error}): {fix}") from None
+    bad = ~np.isfinite(data).all(1)
+    if bad.any():
+        raise ValueError(f"{path} has NaN or inf values in {int(bad.sum())} of {len(data)} rows (first: row "
+                         f"{int(np.argmax(bad))}): {fix}")
+    return data
+
+
+def _check_splits(name: str, folder: Path, parts: Splits, root: Optional[str]) -> Splits:
+    for split, part in zip(SPLITS, parts):
+        if part.ndim != 2 or part.shape[1] != DIMS[name] or len(part) == 0 or not np.isfinite(part).all():
+            raise ValueError(f"the {name.upper()} files in {folder} give a {split} split of shape {list(part.shape)}"
+                             f"{'' if np.isfinite(part).all() else ' with NaN or inf values'}; the set has "
+                             f"{DIMS[name]} columns and every split rows with finite values: the files are not "
+                             f"the MAF release's; download them again with {download.download_command(name, root)}")
+    return parts
 
 
 @functools.lru_cache(maxsize=None)
-def _splits(name: str, base: str) -> Splits:
+def _splits(name: str, base: str, root: Optional[str] = None) -> Splits:
     folder = Path(base) / "maf"
-    if name == "power":
-        parts = power(np.load(folder / "power" / "data.npy"))
-    elif name == "gas":
-        import pandas as pd
 
-        parts = gas(pd.read_pickle(folder / "gas" / "ethylene_CO.pickle"))
+    def raw(path: Path, reader: Callable[[Path], Any], width: Optional[int]) -> np.ndarray:
+        return check_raw(name, path, _read(name, path, reader, root), width, root)
+
+    if name == "power":
+        parts = power(raw(folder / "power" / "data.npy", np.load, RAW_WIDTHS["power"]))
+    elif name == "gas":
+        path = folder / "gas" / "ethylene_CO.pickle"
+        frame = _read(name, path, read_gas_pickle, root)
+        missing = [c for c in ("Meth", "Eth", "Time") if c not in getattr(frame, "columns", ())]
+        if missing:
+            raise ValueError(f"{path} lacks the columns {missing} of the GAS table: download it again with "
+                             f"{download.download_command(name, root)}")
+        check_raw(name, path, frame.to_numpy(), None, root)
+        parts = gas(frame)
     elif name == "hepmass":
         import pandas as pd
 
-        parts = hepmass(pd.read_csv(folder / "hepmass" / "1000_train.csv", index_col=False).to_numpy(),
-                        pd.read_csv(folder / "hepmass" / "1000_test.csv", index_col=False).to_numpy())
+        def csv(path: Path) -> np.ndarray:
+            return pd.read_csv(path, index_col=False).to_numpy()
+
+        parts = hepmass(raw(folder / "hepmass" / "1000_train.csv", csv, RAW_WIDTHS["hepmass_train"]),
+                        raw(folder / "hepmass" / "1000_test.csv", csv, RAW_WIDTHS["hepmass_test"]))
     elif name == "miniboone":
-        parts = miniboone(np.load(folder / "miniboone" / "data.npy"))
+        parts = miniboone(raw(folder / "miniboone" / "data.npy", np.load, RAW_WIDTHS["miniboone"]))
     else:
-        parts = bsds300(folder / "BSDS300" / "BSDS300.hdf5")
-    return tuple(part.astype(np.float32) for part in parts)  # type: ignore[return-value]
+        path = folder / "BSDS300" / "BSDS300.hdf5"
+        parts = tuple(check_raw(name, path, part, RAW_WIDTHS["bsds300"], root)
+                      for part in _read(name, path, bsds300, root))
+    return _check_splits(name, folder, tuple(part.astype(np.float32) for part in parts), root)  # type: ignore[arg-type]
+
+
+def read_gas_pickle(path: Path):
+    """The GAS table (a pandas DataFrame) from its pickle, resolving only pandas' and NumPy's data
+    classes and reconstructors (:func:`data_unpickler`): a crafted file cannot run code."""
+    return data_unpickler(io.BytesIO(Path(path).read_bytes())).load()
+
+
+_RECONSTRUCTORS = {("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+                   ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+                   ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
+                   ("pandas.core.indexes.base", "_new_Index"), ("pandas._libs.internals", "_unpickle_block"),
+                   ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked"), ("copyreg", "_reconstructor"),
+                   ("_codecs", "encode"), ("collections", "OrderedDict")}
+
+
+def data_unpickler(file: io.BytesIO) -> pickle.Unpickler:
+    """pandas' compatibility unpickler (it reads old pandas pickles) restricted to data: a global is
+    resolved only if it is one of :data:`_RECONSTRUCTORS` or a data class of pandas, NumPy or the
+    builtins (frames, indexes, blocks, arrays, dtypes, slices; not ``numpy.memmap``); anything else
+    raises ``pickle.UnpicklingError`` naming it."""
+    import pandas as pd
+    from pandas.compat.pickle_compat import Unpickler, _class_locations_map
+    from pandas.core.internals.blocks import Block
+    from pandas.core.internals.managers import BaseBlockManager
+
+    data_types = (pd.DataFrame, pd.Series, pd.Index, pd.api.extensions.ExtensionDtype,
+                  pd.api.extensions.ExtensionArray, BaseBlockManager, Block, np.ndarray, np.dtype, np.generic,
+                  slice, range, complex, frozenset, set, bytearray)
+
+    class DataUnpickler(Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            module, name = _class_locations_map.get((module, name), (module, name))
+            if (module, name) in _RECONSTRUCTORS:
+                return super().find_class(module, name)
+            if module.split(".")[0] in ("pandas", "numpy", "builtins", "__builtin__"):
+                found = super().find_class(module, name)
+                if isinstance(found, type) and issubclass(found, data_types) and not issubclass(found, np.memmap):
+                    return found
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which is not part of a pandas table "
+                                         "(refused: unpickling it could run code)")
+
+    return DataUnpickler(file)
 
 
 def split_last(data: np.ndarray, fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:

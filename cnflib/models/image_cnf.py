@@ -16,13 +16,14 @@ import math
 from typing import Callable, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnflib.core.cnf import CNF
 from cnflib.core.distributions import StandardNormal
 from cnflib.core.flow import FlowOutput
 from cnflib.core.transforms import squeeze, unsqueeze
-from cnflib.core.vector_fields import make_activation
+from cnflib.core.vector_fields import activation_jvp, make_activation, time_column
 
 # (block index, block, block input [n, C, H, W]) -> the block's FlowOutput; see cnflib.infocnf.gates.
 BlockSolver = Callable[[int, CNF, Tensor], FlowOutput]
@@ -39,8 +40,19 @@ class ConcatSquashConv2d(nn.Module):
         self.shift = nn.Linear(1, c_out, bias=False)
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
-        tt = torch.as_tensor(t).reshape(1, 1).to(z)
-        return self.conv(z) * torch.sigmoid(self.gate(tt))[..., None, None] + self.shift(tt)[..., None, None]
+        return self.conditioned(time_column(t, z), z)
+
+    def conditioned(self, tt: Tensor, z: Tensor) -> Tensor:
+        """The layer at the time column ``tt`` [1, 1] (made once per evaluation of a whole field)."""
+        return torch.addcmul(self.shift(tt)[..., None, None], self.conv(z), torch.sigmoid(self.gate(tt))[..., None, None])
+
+    def jvp(self, tt: Tensor, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """The layer and its tangents: z [n, c_in, H, W], v [k, n, c_in, H, W] -> ([n, c_out, H, W], [k, n, c_out, H, W])."""
+        gate = torch.sigmoid(self.gate(tt))[..., None, None]
+        out = torch.addcmul(self.shift(tt)[..., None, None], self.conv(z), gate)
+        conv = self.conv
+        dv = F.conv2d(v.flatten(0, 1), conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return out, dv.view(*v.shape[:2], *dv.shape[1:]) * gate
 
 
 class ConvODENet(nn.Module):
@@ -59,9 +71,19 @@ class ConvODENet(nn.Module):
         self.activations = nn.ModuleList(make_activation(activation) for _ in hidden)
 
     def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        tt = time_column(t, z)
         for layer, act in zip(self.layers[:-1], self.activations):
-            z = act(layer(t, z))
-        return self.layers[-1](t, z)
+            z = act(layer.conditioned(tt, z))
+        return self.layers[-1].conditioned(tt, z)
+
+    def jvp(self, t: Tensor, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """``f(t, z)`` and ``(df/dz) v`` for ``k`` tangents: z [n, C, H, W], v [k, n, C, H, W] -> ([n, C, H, W], [k, n, C, H, W])."""
+        tt = time_column(t, z)
+        for layer, act in zip(self.layers[:-1], self.activations):
+            x, v = layer.jvp(tt, z, v)
+            z = act(x)
+            v = activation_jvp(act, x, z, v)
+        return self.layers[-1].jvp(tt, z, v)
 
 
 def plain_solve(index: int, block: CNF, h: Tensor) -> FlowOutput:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
 
 import pandas as pd
 import torch
@@ -198,6 +199,12 @@ class PruneSweep:
     histories: dict[float, pd.DataFrame] = field(default_factory=dict)
 
 
+def stage_checkpoint(path: Union[str, Path], label: str) -> Path:
+    """The checkpoint of one stage of :func:`prune_retrain`: ``run.pt`` -> ``run-dense.pt``, ``run-pruned0.5.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-{label}{path.suffix}")
+
+
 def prune_retrain(model: nn.Module, data: Tensor, ratios: Sequence[float], *, method: str = "unstructured",
                   train_steps: int, retrain_steps: Optional[int] = None,
                   evaluate: Optional[Callable[[nn.Module], dict[str, float]]] = None,
@@ -218,6 +225,8 @@ def prune_retrain(model: nn.Module, data: Tensor, ratios: Sequence[float], *, me
         dense: an already trained dense model to start from (its copy is pruned); then ``model``
             is ignored and no dense training happens, so several criteria can share one dense run.
         fit_kwargs: passed to :func:`~cnflib.core.train.fit` (batch_size, lr, lr_schedule, seed, ...).
+            A ``checkpoint`` path ``<dir>/<name><.ext>`` gives each stage its own file,
+            ``<name>-dense<.ext>`` and ``<name>-pruned<ratio><.ext>`` (see :func:`stage_checkpoint`).
 
     Returns:
         A :class:`PruneSweep` whose table has a row for ratio 0 (dense) and every ratio.
@@ -227,6 +236,10 @@ def prune_retrain(model: nn.Module, data: Tensor, ratios: Sequence[float], *, me
     if ratios != sorted(ratios) or any(not 0.0 < r < 1.0 for r in ratios):
         raise ValueError(f"ratios must be increasing and in (0, 1), got {ratios}")
     fit_kwargs.setdefault("progress", False)
+    checkpoint = fit_kwargs.pop("checkpoint", None)
+
+    def stage(label: str) -> dict[str, Any]:
+        return {**fit_kwargs, "checkpoint": stage_checkpoint(checkpoint, label)} if checkpoint else fit_kwargs
     sweep = PruneSweep(method, pd.DataFrame())
     rows = []
 
@@ -249,9 +262,10 @@ def prune_retrain(model: nn.Module, data: Tensor, ratios: Sequence[float], *, me
         model = clone(dense)
         record(0.0, pd.DataFrame({"seconds": []}))
     else:
-        record(0.0, fit(model, data, steps=train_steps, desc=f"{method} dense", **fit_kwargs))
+        record(0.0, fit(model, data, steps=train_steps, desc=f"{method} dense", **stage("dense")))
     for ratio in ratios:
         prune_model(model, ratio, method)
-        record(ratio, fit(model, data, steps=retrain_steps or train_steps, desc=f"{method} {ratio:.0%}", **fit_kwargs))
+        record(ratio, fit(model, data, steps=retrain_steps or train_steps, desc=f"{method} {ratio:.0%}",
+                          **stage(f"pruned{ratio:g}")))
     sweep.table = pd.DataFrame(rows).set_index("ratio")
     return sweep
