@@ -2,8 +2,10 @@
 # The test command: the site build, unit and browser tests, then every notebook and every solutions
 # notebook executed and checked by nbval.
 # Usage: bash ci/test.sh [extra pytest args]
+set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$CNFLIB_ROOT"
+export MPLBACKEND="${MPLBACKEND:-Agg}" PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::DeprecationWarning}"  # this run only
 # The browser tests drive Debian's Chromium: install it where we can (root, e.g. CI); elsewhere
 # they skip and say how to enable them (under CI=true they fail instead).
 if ! command -v chromium >/dev/null 2>&1; then

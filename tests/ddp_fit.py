@@ -16,10 +16,11 @@ from cnflib.core import CNF, ConcatSquashMLP
 from cnflib.core.train import fit
 
 
-def run(processes: int, strategy: str = "ddp") -> dict:
+def run(processes: int, strategy: str = "ddp", checkpoint=None) -> dict:
     """Train a small CNF (exact trace: no noise, so the comparison is exact) for 6 steps of batch 64.
 
-    ``strategy``: "ddp" (re-runs this script) or "ddp_notebook" (forks, as in a notebook).
+    ``strategy``: "ddp" (re-runs this script) or "ddp_notebook" (forks, as in a notebook);
+    ``checkpoint``: a file, written every 2 steps.
     """
     torch.manual_seed(0)
     data = torch.randn(512, 2) * torch.tensor([1.0, 0.5]) + 1.0
@@ -27,7 +28,8 @@ def run(processes: int, strategy: str = "ddp") -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         history = fit(model, data, steps=6, batch_size=64, lr=1e-2, seed=1, progress=False, accelerator="cpu",
-                      devices=processes, strategy=strategy if processes > 1 else "auto")
+                      devices=processes, strategy=strategy if processes > 1 else "auto",
+                      checkpoint=checkpoint, checkpoint_every=2)
     return {"steps": history.index.tolist(), "loss": history["loss"].tolist(),
             "params": torch.cat([p.detach().flatten() for p in model.parameters()]).tolist()}
 

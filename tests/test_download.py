@@ -264,7 +264,7 @@ def test_cli_list_and_unknown_names(tmp_path, capsys):
 
 def test_cli_fetches_a_shared_archive_once_and_reports_the_failure(server, tmp_path, monkeypatch, capsys):
     handler, url = server
-    handler.files["/data.tar.gz"] = b"not the MAF archive"  # fails the recorded md5 in data/checksums.json
+    handler.files["/data.tar.gz"] = b"not the MAF archive"  # fails the recorded md5 in cnflib/data/checksums.json
     maf = dl.Resource(dl.MAF.path, (url + "/data.tar.gz",), "tar", dl.MAF.outputs)
     for name in ("power", "gas"):
         monkeypatch.setitem(dl.DATASETS, name, dl.Dataset("", "", (maf,), dl.DATASETS[name].files))
@@ -273,3 +273,13 @@ def test_cli_fetches_a_shared_archive_once_and_reports_the_failure(server, tmp_p
     err = capsys.readouterr().err
     assert "power: FAILED" in err and "md5" in err and "gas: FAILED" in err
     assert (tmp_path / "maf" / "data.tar.gz.corrupt").is_file() and not (tmp_path / "maf" / "power").exists()
+
+
+def test_the_registry_is_a_pooch_with_each_file_s_strongest_digest(tmp_path):
+    import pooch
+
+    registry = dl.registry(tmp_path)
+    assert isinstance(registry, pooch.Pooch) and set(registry.registry) == set(dl.load_checksums())
+    assert registry.registry["MNIST/raw/train-images-idx3-ubyte.gz"] == "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873"
+    assert registry.get_url("cifar-10-python.tar.gz") == dl.DATASETS["cifar10"].resources[0].urls[0]
+    assert dl.known_hash({"sha256": "AB", "md5": "cd"}) == "sha256:ab" and dl.known_hash({"md5": None}) is None

@@ -72,3 +72,42 @@ def test_stated_runtime_agrees_with_the_index(path):
     indexed = re.fullmatch(r"~(\d+(?:\.\d+)?) min", index_runtimes()[path.stem])
     assert stated and indexed, "the title block says '*Default runtime:* about N minutes'; the index '~N min'"
     assert float(stated.group(1)) == float(indexed.group(1))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_notebook_is_clean(path):
+    """No papermill run metadata, no per-cell timestamps, no progress-bar chunks (run_notebooks.clean)."""
+    import copy
+
+    from cnflib.collection.run_notebooks import PROGRESS_FRAME, clean
+
+    nb = json.loads(path.read_text())
+    assert "papermill" not in nb["metadata"]
+    for cell in nb["cells"]:
+        assert not {"papermill", "execution"} & set(cell["metadata"]), cell["metadata"]
+        for output in cell.get("outputs", []):
+            if output.get("name") == "stderr":
+                assert not PROGRESS_FRAME.search("".join(output["text"])), output["text"]
+    assert clean(copy.deepcopy(nb)) == nb, "python -m cnflib.collection.run_notebooks --clean notebooks/*.ipynb"
+
+
+def test_clean_keeps_outputs_and_drops_run_noise():
+    from cnflib.collection.run_notebooks import clean
+
+    warning = "/tmp/x.py:3: UserWarning: something real\n"
+    frames = "\rfit:   0%|          | 0/300 [00:00<?, ?it/s]\rfit:  50%|█████     | 150/300 [00:10<00:10, 14.9it/s, loss=3.2]"
+    cell = {"cell_type": "code", "execution_count": 3, "source": "fit()",
+            "metadata": {"tags": [], "execution": {"iopub.status.idle": "2026"}, "papermill": {"duration": 1.0}},
+            "outputs": [{"output_type": "stream", "name": "stderr", "text": frames},
+                        {"output_type": "stream", "name": "stderr", "text": "\n"},
+                        {"output_type": "stream", "name": "stderr", "text": [frames, "\n", warning]},
+                        {"output_type": "stream", "name": "stdout", "text": "nll 1.23\n"},
+                        {"output_type": "display_data", "data": {"image/png": "AAAA"}, "metadata": {}}]}
+    tagged = {"cell_type": "code", "execution_count": 1, "source": "preset = 1", "outputs": [],
+              "metadata": {"tags": ["parameters"]}}
+    nb = clean({"metadata": {"papermill": {"output_path": "/tmp/a.ipynb"}, "kernelspec": {"name": "python3"}},
+                "cells": [tagged, cell], "nbformat": 4, "nbformat_minor": 5})
+    assert nb["metadata"] == {"kernelspec": {"name": "python3"}}
+    assert nb["cells"][0]["metadata"] == {"tags": ["parameters"]} and nb["cells"][1]["metadata"] == {}
+    assert [o.get("text") for o in nb["cells"][1]["outputs"]] == ["\n" + warning, "nll 1.23\n", None]
+    assert nb["cells"][1]["execution_count"] == 3

@@ -9,6 +9,7 @@ import torch
 from cnflib.core._validation import check_choice
 
 PRESETS: tuple[str, ...] = ("tutorial", "full")
+CHECKPOINT_EVERY = 100  # steps between the checkpoints of every fit under the ``full`` preset
 
 
 def resolve(preset: str, *, tutorial: dict[str, Any], full: dict[str, Any], **overrides: Any) -> SimpleNamespace:
@@ -33,7 +34,8 @@ def default_device() -> torch.device:
 
 
 def configure_trainer(preset: str, accelerator: Optional[str] = None, devices: Union[int, str, None] = None,
-                      num_nodes: Optional[int] = None, strategy: Optional[str] = None) -> dict[str, Any]:
+                      num_nodes: Optional[int] = None, strategy: Optional[str] = None,
+                      checkpoint_every: Optional[int] = None) -> dict[str, Any]:
     """The Lightning ``Trainer`` settings that a notebook passes to every :func:`cnflib.core.train.fit`
     (``fit(..., **trainer)``) and to every runner that calls it.
 
@@ -41,7 +43,23 @@ def configure_trainer(preset: str, accelerator: Optional[str] = None, devices: U
     on whatever accelerator is present (``auto``), on 1 device and 1 node with Lightning's ``auto``
     strategy. In a notebook, multi-GPU data parallelism is ``strategy="ddp_notebook"`` (Lightning's
     ``ddp`` cannot start from an interactive kernel).
+
+    Under ``full`` the settings also hold ``checkpoints``, a :class:`~cnflib.core.train.RunCheckpoints`
+    in :func:`cnflib.collection.report.checkpoint_dir` (the sweep point's or the runner's folder;
+    set ``CNFLIB_CHECKPOINT_DIR`` for an interactive run): every fit given them checkpoints every
+    ``checkpoint_every`` steps (default :data:`CHECKPOINT_EVERY`) and at its end, and logs its
+    history there, so that re-running the notebook (or the sweep) resumes where it stopped.
     """
+    from cnflib.collection.report import checkpoint_dir
+    from cnflib.core.train import RunCheckpoints
+
     check_choice("preset", preset, PRESETS)
-    return {"accelerator": accelerator or ("auto" if preset == "full" else "cpu"), "devices": devices or 1,
-            "num_nodes": num_nodes or 1, "strategy": strategy or "auto"}
+    settings: dict[str, Any] = {"accelerator": accelerator or ("auto" if preset == "full" else "cpu"),
+                                "devices": devices or 1, "num_nodes": num_nodes or 1, "strategy": strategy or "auto"}
+    folder = checkpoint_dir() if preset == "full" else None
+    if folder is not None:
+        settings["checkpoints"] = RunCheckpoints(folder, CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every)
+    if preset == "full":
+        print(f"[cnflib] every fit checkpoints into {folder} (a re-run resumes)" if folder else
+              "[cnflib] no checkpoints: not run by the runner or a sweep, and CNFLIB_CHECKPOINT_DIR is unset")
+    return settings

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 OUTPUT_ENV = "CNFLIB_OUTPUT_DIR"
+CHECKPOINT_ENV = "CNFLIB_CHECKPOINT_DIR"
 
 
 def output_dir() -> Optional[Path]:
@@ -22,6 +23,17 @@ def output_dir() -> Optional[Path]:
     path = Path(value)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def checkpoint_dir() -> Optional[Path]:
+    """The folder for this run's checkpoints and training logs: ``$CNFLIB_CHECKPOINT_DIR`` (set by
+    the runner and the sweeps, or by hand for an interactive run), else ``<output dir>/checkpoints``
+    when running as a job, else ``None``."""
+    value = os.environ.get(CHECKPOINT_ENV)
+    if value:
+        return Path(value)
+    folder = output_dir()
+    return folder / "checkpoints" if folder is not None else None
 
 
 def _plain(value):

@@ -26,7 +26,10 @@ the run (:mod:`cnflib.collection.lock`): a second sweep or runner on it stops, n
 ``<folder>.running`` and moves to ``<folder>`` when it succeeds or ``<folder>.failed`` when it
 fails, so an interrupted or failed point is never mistaken for a finished one (nor is one whose
 ``metrics.json`` is unreadable: it runs again). Failed points are
-reported, the others still run, and the exit status is non-zero.
+reported, the others still run, and the exit status is non-zero. Under the ``full`` preset every
+``fit`` of a point checkpoints into ``<its folder>/checkpoints/`` (see
+:func:`cnflib.collection.presets.configure_trainer`): re-running the sweep resumes an interrupted or failed
+point from them (delete ``<folder>.running`` or ``<folder>.failed`` to start it afresh).
 
 Outputs in ``<out>``: ``points.csv`` (one row per point), ``results.csv`` and ``results.md``
 (mean ± std over seeds, grouped by the other grid parameters) and ``results.png``.
@@ -34,7 +37,7 @@ Outputs in ``<out>``: ``points.csv`` (one row per point), ``results.csv`` and ``
 from __future__ import annotations
 
 import argparse
-import hashlib
+import ast
 import itertools
 import json
 import math
@@ -187,17 +190,25 @@ def expand(sweep: Sweep) -> list[Point]:
     for values in itertools.product(*(sweep.grid[k] for k in keys)):
         grid = dict(zip(keys, values))
         parameters = {**sweep.parameters, **grid}
-        digest = hashlib.sha1(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:6]
+        digest = run_notebooks.parameters_digest(parameters, 6)
         label = "_".join(f"{k}={_slug(v)}" for k, v in grid.items()) or "point"
         points.append(Point(parameters, grid, f"{label}-{digest}"))
     return points
 
 
 def run_point(notebook: Path, folder: Path, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Execute one point in ``<folder>.running``, then move it to ``folder`` or ``<folder>.failed``."""
+    """Execute one point in ``<folder>.running``, then move it to ``folder`` or ``<folder>.failed``.
+
+    The folder of an earlier, interrupted (``.running``) or failed (``.failed``) run of the point
+    is reused, so that its checkpoints resume the training.
+    """
     running, failed = folder.with_name(folder.name + ".running"), folder.with_name(folder.name + ".failed")
-    shutil.rmtree(running, ignore_errors=True)
-    running.mkdir(parents=True)
+    if not running.is_dir() and failed.is_dir():
+        failed.rename(running)
+    if (running / "checkpoints").is_dir():
+        print(f"[sweep] {folder.name}: resuming from the checkpoints in {running / 'checkpoints'}",
+              file=sys.stderr, flush=True)
+    running.mkdir(parents=True, exist_ok=True)
     (running / "params.json").write_text(json.dumps(parameters, indent=2))
     row = run_notebooks.execute(notebook, running, parameters)
     if row["status"] == "ok" and not (running / "metrics.json").exists():

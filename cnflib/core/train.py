@@ -7,17 +7,27 @@ checkpoint takes exactly the steps an uninterrupted run takes. Checkpoints hold 
 numbers and strings and load with ``torch.load(..., weights_only=True)``; they are written through
 a temporary ``<name>.<pid>.partial`` and ``os.replace``, only for weights whose loss was seen to be
 finite, and a resume checks that the checkpoint belongs to the same run (:func:`check_resume`).
+
+Long runs: under the ``full`` preset the trainer settings that notebooks pass to every ``fit``
+hold :class:`RunCheckpoints`, so that every call checkpoints into the run's folder
+(``fit-000-<desc>.ckpt``, ``fit-001-...``, numbered in call order: re-running the same notebook
+loads the finished calls and resumes the interrupted one), and Lightning's CSV logger (and
+TensorBoard's, if installed) writes each call's history next to it.
 """
 from __future__ import annotations
 
 import copy
+import csv
 import hashlib
+import importlib.util
 import logging
 import math
 import os
+import re
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -55,6 +65,33 @@ def late_mean(values: pd.Series, fraction: float = 0.1) -> float:
     """Mean of the last ``fraction`` of a history column (at least one row), e.g. the late
     forward NFE per iteration: how costly the learned dynamics are at the end of training."""
     return float(values.iloc[-max(math.floor(len(values) * fraction + 1e-9), 1):].mean())
+
+
+@dataclass
+class RunCheckpoints:
+    """Where the fits of one run (a notebook, a sweep point) checkpoint: its n-th :func:`fit` call
+    given these writes ``folder/fit-<n>[-<desc>].ckpt`` every ``every`` steps and at its end, and its
+    history under ``folder/logs/<that name>/`` (CSV, and TensorBoard if installed).
+
+    Calls are numbered in order, so that re-running the same notebook finds each call's file:
+    finished calls are loaded, the interrupted one resumes. A file written by a different call
+    (another model, batch size, learning rate, seed or ``desc``) is refused, not loaded.
+    """
+
+    folder: Path
+    every: int = 100
+    calls: int = 0
+
+    def __post_init__(self) -> None:
+        if self.every < 0:
+            raise ValueError(f"every must be >= 0 steps, got {self.every}")
+        self.folder = Path(self.folder)
+
+    def next_file(self, desc: Optional[str] = None) -> Path:
+        """The file of the next call (and count it)."""
+        n, self.calls = self.calls, self.calls + 1
+        label = re.sub(r"[^A-Za-z0-9.+=-]+", "_", desc or "").strip("_")[:40]
+        return self.folder / (f"fit-{n:03d}-{label}.ckpt" if label else f"fit-{n:03d}.ckpt")
 
 
 def flow_loss(weights: Optional[dict[str, float]] = None) -> LossFn:
@@ -134,7 +171,7 @@ class FitModule(pl.LightningModule):
         self.steps, self.lr_schedule = steps, lr_schedule
         self.start_step = 0
         self.rows: list[dict[str, float]] = []
-        self.train_seconds = 0.0
+        self.train_seconds = self.cpu_seconds = 0.0
         self.optimizer_state: Optional[dict] = None
         self.evaluate: Optional[Callable[[nn.Module], dict[str, float]]] = None
         self.eval_every = 0
@@ -159,7 +196,7 @@ class FitModule(pl.LightningModule):
         return DataLoader(_StepIndices(self.start_step, self.steps), batch_size=None, shuffle=False)
 
     def on_train_batch_start(self, step: Tensor, batch_idx: int) -> None:
-        self._t0, self._nfe0 = time.perf_counter(), nfe_totals(self.model)
+        self._t0, self._cpu0, self._nfe0 = time.perf_counter(), time.process_time(), nfe_totals(self.model)
 
     def training_step(self, step: Tensor, batch_idx: int) -> Tensor:
         step = int(step)
@@ -200,7 +237,9 @@ class FitModule(pl.LightningModule):
 
     def on_train_batch_end(self, outputs, step: Tensor, batch_idx: int) -> None:
         self.train_seconds += time.perf_counter() - self._t0
-        row = {**self._row, "nfe_backward": nfe_totals(self.model)[1] - self._nfe0[1], "seconds": self.train_seconds}
+        self.cpu_seconds += time.process_time() - self._cpu0
+        row = {**self._row, "nfe_backward": nfe_totals(self.model)[1] - self._nfe0[1], "seconds": self.train_seconds,
+               "cpu_seconds": self.cpu_seconds}
         done = row["step"]
         if self.evaluate is not None and (done == self.steps or (self.eval_every and done % self.eval_every == 0)):
             was_training = self.model.training
@@ -209,8 +248,14 @@ class FitModule(pl.LightningModule):
                 row.update({f"eval_{k}": float(v) for k, v in self.evaluate(self.model).items()})
             self.model.train(was_training)
         self.rows.append(row)
+        if self.trainer.is_global_zero:
+            for logger in self.trainer.loggers:
+                logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=done)
         if self.on_checkpoint is not None and (done == self.steps or (self.checkpoint_every and done % self.checkpoint_every == 0)):
-            self.on_checkpoint(done)
+            if self.trainer.is_global_zero:  # one writer; every rank holds the same weights
+                self.on_checkpoint(done)
+                for logger in self.trainer.loggers:
+                    logger.save()  # the history on disk reaches at least the checkpoint
 
 
 class _ProgressBar(pl.Callback):
@@ -244,7 +289,7 @@ def checkpoint_state(module: FitModule, optimizer: torch.optim.Optimizer, step: 
     the run's identity (:func:`run_identity`), training time and history (tensors, numbers, strings)."""
     state = {"model": module.model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
              "seed": module.seed, "train_seconds": module.train_seconds, "history": _history_tensors(module.rows),
-             **module.identity}
+             "rng": torch.get_rng_state(), **_cuda_rng(), **module.identity}
     return copy.deepcopy(state)
 
 
@@ -259,11 +304,23 @@ def write_checkpoint(path: Union[str, Path], state: dict) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    _remove_stale_temporaries(path)
 
 
 def save_checkpoint(path: Union[str, Path], module: FitModule, optimizer: torch.optim.Optimizer, step: int) -> None:
     """Write model, optimizer, step and history (tensors, numbers and strings only) atomically."""
     write_checkpoint(path, checkpoint_state(module, optimizer, step))
+
+
+def _cuda_rng() -> dict[str, list[Tensor]]:
+    """The CUDA generators' states, when CUDA is in use (``{}`` otherwise)."""
+    return {"cuda_rng": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {}
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries of ``path`` left by killed runs (never the file itself)."""
+    for stale in path.parent.glob(f"{path.name}.*.partial"):
+        stale.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Union[str, Path]) -> dict:
@@ -323,6 +380,44 @@ def check_resume(path: Path, state: dict, *, seed: int, steps: int, identity: di
                          "force_resume=True to resume from it anyway.")
 
 
+def _loggers(checkpoint: Path, start_step: int, flush_every: int) -> list:
+    """CSV (and, if installed, TensorBoard) loggers of the run checkpointed in ``checkpoint``, under
+    ``<its folder>/logs/<its name>/``; a resumed run's CSV keeps only the rows up to ``start_step``."""
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    root, name = checkpoint.parent / "logs", checkpoint.stem
+    csv_logger = CSVLogger(root, name="", version=name, flush_logs_every_n_steps=max(flush_every, 1))
+    path = Path(csv_logger.log_dir) / "metrics.csv"
+    kept = _csv_rows(path, start_step)
+    with warnings.catch_warnings():  # its writer starts by deleting the file: put back the rows the run keeps
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+        csv_logger.experiment
+    _write_csv(path, kept)
+    loggers: list = [csv_logger]
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        loggers.append(TensorBoardLogger(root, name="", version=name + "-tensorboard"))
+    return loggers
+
+
+def _csv_rows(path: Path, step: int) -> list[dict[str, str]]:
+    """The rows of ``path`` (a CSVLogger file, if it exists) whose step is at most ``step``."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [row for row in csv.DictReader(handle) if row.get("step") and float(row["step"]) <= step]
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    """Write ``rows`` to ``path`` with a header (nothing when there are none)."""
+    if not rows:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def _rows_from(history: dict[str, Tensor]) -> list[dict[str, float]]:
     columns = list(history)
     n = len(history[columns[0]]) if columns else 0
@@ -362,8 +457,8 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         lr_schedule: Optional[Callable[[int], float]] = None, seed: int = 0,
         evaluate: Optional[Callable[[nn.Module], dict[str, float]]] = None, eval_every: int = 0,
         checkpoint: Union[str, Path, None] = None, checkpoint_every: int = 0,
-        force_resume: bool = False, max_grad_norm: Optional[float] = None, progress: bool = True,
-        desc: Optional[str] = None,
+        checkpoints: Optional[RunCheckpoints] = None, force_resume: bool = False,
+        max_grad_norm: Optional[float] = None, progress: bool = True, desc: Optional[str] = None,
         accelerator: str = "cpu", devices: Union[int, str] = 1, strategy: str = "auto",
         num_nodes: int = 1) -> pd.DataFrame:
     """Train ``model`` for ``steps`` minibatch steps and return its history.
@@ -378,7 +473,12 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         checkpoint: a file; if it exists, training resumes from it (nothing lost) or, if it is
             complete, is skipped and its stored history returned ("train or load"). It is written
             every ``checkpoint_every`` steps and after the last, each time once the next step's loss
-            is finite, so a diverged run keeps its last good checkpoint.
+            is finite, so a diverged run keeps its last good checkpoint. A loaded finished checkpoint leaves the
+            random number generators as the finished run left them. With a checkpoint, the
+            history is also logged under ``<its folder>/logs/<its name>/metrics.csv``.
+        checkpoints: a run's :class:`RunCheckpoints` (``configure_trainer`` puts them in the
+            trainer settings under the ``full`` preset): without ``checkpoint``, this call's file
+            is their next one, written every ``checkpoints.every`` steps unless ``checkpoint_every``.
         force_resume: resume from ``checkpoint`` even if its seed, data fingerprint or settings
             differ from this call's, or it holds more than ``steps`` steps (by default that raises
             ValueError saying what differs).
@@ -393,13 +493,17 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
 
     Returns:
         A DataFrame indexed by step: loss, metrics, nfe_forward, nfe_backward, seconds
-        (cumulative training wall time) and the ``eval_*`` columns.
+        (cumulative training wall time), cpu_seconds (cumulative CPU time of this process in the
+        training steps, evaluation excluded) and the ``eval_*`` columns. Both times add up across
+        a resumed run.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite (the message gives the 1-based step).
         ValueError: the checkpoint is unreadable or belongs to another run (see ``force_resume``).
     """
     data = (data,) if isinstance(data, Tensor) else tuple(data)
+    if checkpoint is None and checkpoints is not None:
+        checkpoint, checkpoint_every = checkpoints.next_file(desc), checkpoint_every or checkpoints.every
     module = FitModule(model, data, loss or flow_loss(), batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                        optimizer=optimizer, seed=seed, steps=steps, lr_schedule=lr_schedule)
     module.evaluate, module.eval_every = evaluate, eval_every
@@ -410,16 +514,30 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         state = load_checkpoint(checkpoint)
         if not force_resume:
             check_resume(Path(checkpoint), state, seed=seed, steps=steps, identity=module.identity)
+        _remove_stale_temporaries(Path(checkpoint))
         model.load_state_dict(state["model"])
         module.start_step, module.optimizer_state = int(state["step"]), state["optimizer"]
         module.rows, module.train_seconds = _rows_from(state["history"]), float(state["train_seconds"])
+        module.cpu_seconds = float(module.rows[-1].get("cpu_seconds", 0.0)) if module.rows else 0.0
+        if module.start_step >= steps:  # later random draws as after the uninterrupted run
+            if "rng" in state:
+                torch.set_rng_state(state["rng"])
+            if "cuda_rng" in state and torch.cuda.is_available() and torch.cuda.device_count() == len(state["cuda_rng"]):
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            print(f"[cnflib] fit: {checkpoint} is complete ({module.start_step} steps): loaded, not retrained",
+                  file=sys.stderr, flush=True)
+        else:
+            print(f"[cnflib] fit: resuming from {checkpoint} at step {module.start_step} of {steps}",
+                  file=sys.stderr, flush=True)
     if module.start_step >= steps:
         return _history([r for r in module.rows if r["step"] <= steps])
 
     home = next(model.parameters()).device
     callbacks: list[pl.Callback] = [_ProgressBar(steps, module.start_step, desc)] if progress else []
     hardware = {"accelerator": accelerator, "devices": devices, "strategy": strategy, "num_nodes": num_nodes}
-    trainer = pl.Trainer(max_steps=steps - module.start_step, max_epochs=1, **hardware, logger=False,
+    loggers = _loggers(Path(checkpoint), module.start_step, checkpoint_every) if checkpoint is not None else False
+    trainer = pl.Trainer(max_steps=steps - module.start_step, max_epochs=1, **hardware, logger=loggers,
+                         log_every_n_steps=1,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0, limit_val_batches=0,
                          use_distributed_sampler=False,  # data parallel: every process takes every step
@@ -428,7 +546,7 @@ def fit(model: nn.Module, data: Union[Tensor, Sequence[Tensor]], *, steps: int, 
         module.on_checkpoint = _checkpointer(Path(checkpoint), module, trainer)
         module.checkpoint_every = checkpoint_every
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers|GPU available|TPU available|LitLogger|litlogger|treespec).*")
+        warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers|GPU available|TPU available|LitLogger|litlogger|treespec|exists and is not empty|logging interval).*")
         warnings.filterwarnings("ignore", category=UserWarning, module="(pytorch_)?lightning.*")
         trainer.fit(module)
     returned = {k[len(HISTORY_PREFIX):]: v for k, v in trainer.callback_metrics.items() if k.startswith(HISTORY_PREFIX)}

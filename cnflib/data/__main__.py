@@ -18,7 +18,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     get.add_argument("--root", default=None, help=f"data directory (default: ${dl.ENV_VAR} or <repo>/data/raw)")
     get.add_argument("--record-checksum", action="store_true",
                      help="trust a file with no recorded digest and write the sha256 of every file into "
-                          "data/checksums.json (for committing)")
+                          "cnflib/data/checksums.json (for committing)")
     get.add_argument("--no-progress", action="store_true", help="no progress bars")
     listing = commands.add_parser("list", help="the data sets, their sizes and whether they are present")
     listing.add_argument("--root", default=None)

@@ -1,21 +1,31 @@
 """Downloads of the paper-scale data sets: resumable, checksum-verified, into one data directory.
 
-Every downloaded file is a :class:`Resource`: its place under the data directory, its mirrors, and
-how it unpacks. The digests live apart from the code, in ``data/checksums.json`` (see
-``data/README.md`` for the policy). A download goes into ``<file>.part`` (resumed with an HTTP
-``Range`` request when interrupted) and only a file whose recorded digests all match is renamed to
-its final name and unpacked; a mismatch moves it to ``<file>.corrupt`` and raises
-:class:`ChecksumError`. A file with no recorded digest is not trusted unless
-``record_checksum=True`` (``--record-checksum``), which writes its sha256 for committing.
+Built on pooch (Uieda et al. 2020): a :class:`pooch.Pooch` registry made from the recorded digests
+(``cnflib/data/checksums.json``, see ``data/README.md`` for the policy) fetches every file through
+:meth:`pooch.Pooch.fetch` with two pooch plug-ins of this module: a downloader
+(:class:`MirrorDownloader`) and a processor (:class:`Unpack`). They keep what pooch itself does not
+do (pooch 1.9): pooch's ``HTTPDownloader`` has no HTTP ``Range`` resume (an interrupted download
+is deleted and starts over), one URL per file (no mirrors), one digest per file, and re-downloads
+a file on disk that fails its hash instead of refusing it; pooch's ``Untar``/``Decompress`` keep
+the archive's folder names (MAF's ``data/`` prefix) and write their outputs in place (a killed
+unpack leaves a truncated file that looks present).
 
-The data directory is ``$CNFLIB_DATA``, default ``<repo>/data/raw`` (ignored by git).
+So: a download goes into ``<file>.part`` (resumed with an HTTP ``Range`` request when interrupted),
+the mirrors are tried in order, and only a file whose recorded digests all match is handed to
+pooch (which checks its own registry hash and moves it to its final name) and unpacked; a
+mismatch moves it to ``<file>.corrupt`` and raises :class:`ChecksumError`. A file with no
+recorded digest is not trusted unless ``record_checksum=True`` (``--record-checksum``), which
+writes its sha256 for committing.
+
+The data directory is ``$CNFLIB_DATA``, default ``<checkout>/data/raw`` (ignored by git), or
+pooch's user cache (``~/.cache/cnflib/data``) for an installed wheel.
 """
 from __future__ import annotations
 
 import gzip
-import hashlib
 import http.client
 import json
+import logging
 import os
 import shutil
 import tarfile
@@ -25,16 +35,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+import pooch
 from tqdm.auto import tqdm
 
+from cnflib.core._paths import checkout, package_file
 from cnflib.core._validation import check_choice
 
-REPO = Path(__file__).resolve().parents[2]
-CHECKSUMS = REPO / "data" / "checksums.json"
+REPO = checkout()
+CHECKSUMS = package_file("cnflib.data", "checksums.json")
 ENV_VAR = "CNFLIB_DATA"
 UNPACKERS: tuple[str, ...] = ("tar", "gunzip")
 DIGESTS: tuple[str, ...] = ("sha256", "md5")
 PathLike = Union[str, Path]
+pooch.get_logger().setLevel(logging.WARNING)  # our own messages and progress bars say what happens
 
 
 class ChecksumError(OSError):
@@ -100,10 +113,12 @@ NAMES: tuple[str, ...] = tuple(DATASETS)
 
 
 def data_dir(root: Optional[PathLike] = None) -> Path:
-    """The data directory: ``root`` if given, else ``$CNFLIB_DATA``, else ``<repo>/data/raw``."""
+    """The data directory: ``root`` if given, else ``$CNFLIB_DATA``, else ``<checkout>/data/raw``
+    (``pooch.os_cache("cnflib")/data`` when cnflib is an installed wheel, not a checkout)."""
     if root is not None:
         return Path(root)
-    return Path(os.environ.get(ENV_VAR) or REPO / "data" / "raw")
+    default = REPO / "data" / "raw" if REPO is not None else Path(pooch.os_cache("cnflib")) / "data"
+    return Path(os.environ.get(ENV_VAR) or default)
 
 
 def download_command(name: str, root: Optional[PathLike] = None) -> str:
@@ -135,14 +150,9 @@ def load_checksums(path: PathLike = CHECKSUMS) -> dict[str, dict[str, Optional[s
     return json.loads(Path(path).read_text())["files"]
 
 
-def file_digests(path: PathLike, algorithms: tuple[str, ...] = DIGESTS, chunk: int = 1 << 20) -> dict[str, str]:
-    """Hex digests of a file for each of ``algorithms`` (one pass)."""
-    hashes = {name: hashlib.new(name) for name in algorithms}
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            for h in hashes.values():
-                h.update(block)
-    return {name: h.hexdigest() for name, h in hashes.items()}
+def file_digests(path: PathLike, algorithms: tuple[str, ...] = DIGESTS) -> dict[str, str]:
+    """Hex digests of a file for each of ``algorithms`` (``pooch.file_hash``)."""
+    return {name: pooch.file_hash(str(path), alg=name) for name in algorithms}
 
 
 def verify(path: Path, resource_path: str, checksums: PathLike = CHECKSUMS, record: bool = False) -> None:
@@ -208,32 +218,84 @@ def fetch(url: str, part: Path, progress: bool = True, chunk: int = 1 << 20) -> 
         raise OSError(f"{url}: got {part.stat().st_size} of {total} bytes; rerun to resume")
 
 
-def _unpack(resource: Resource, file: Path, base: Path) -> None:
-    """Create ``resource.outputs`` under ``base`` from the verified ``file`` (each via a .part rename)."""
-    for out in resource.outputs:
-        target = base / out
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
-        if resource.unpack == "gunzip":
-            with gzip.open(file, "rb") as source, tmp.open("wb") as sink:
-                shutil.copyfileobj(source, sink)
+def known_hash(entry: dict[str, Optional[str]]) -> Optional[str]:
+    """The registry hash pooch checks (``"sha256:..."``, else ``"md5:..."``, else ``None``)."""
+    return next((f"{name}:{entry[name].lower()}" for name in DIGESTS if entry.get(name)), None)
+
+
+def registry(base: Path, checksums: PathLike = CHECKSUMS) -> pooch.Pooch:
+    """A pooch over the data directory ``base``: every resource of :data:`DATASETS`, its first
+    mirror as its URL, and its strongest recorded digest (see :func:`known_hash`)."""
+    recorded = load_checksums(checksums)
+    resources = {r.path: r for d in DATASETS.values() for r in d.resources}
+    return pooch.create(path=base, base_url="", retry_if_failed=0,
+                        registry={p: known_hash(recorded.get(p, {})) for p in resources},
+                        urls={p: r.urls[0] for p, r in resources.items()})
+
+
+@dataclass(frozen=True)
+class MirrorDownloader:
+    """A pooch downloader: ``resource``'s mirrors in order, each resumed from ``<file>.part`` with
+    :func:`fetch`; the completed ``.part`` is verified (:func:`verify`) before pooch gets it."""
+
+    resource: Resource
+    checksums: PathLike = CHECKSUMS
+    record: bool = False
+    progress: bool = True
+
+    def __call__(self, url: str, output_file: str, registry: pooch.Pooch, check_only: bool = False) -> None:
+        part = Path(registry.abspath) / (self.resource.path + ".part")
+        errors = []
+        for mirror in self.resource.urls:
+            try:
+                fetch(mirror, part, self.progress)
+                break
+            except (urllib.error.URLError, OSError) as error:
+                errors.append(f"{mirror}: {error}")
         else:
-            inner = Path(out).relative_to(Path(resource.path).parent).as_posix()
-            with tarfile.open(file) as archive:
-                member = next((m for m in archive if m.isfile() and (m.name == inner or m.name.endswith("/" + inner))),
-                              None)
-                if member is None:
-                    raise FileNotFoundError(f"{file} has no member {inner!r}")
-                with archive.extractfile(member) as source, tmp.open("wb") as sink:  # type: ignore[union-attr]
+            raise OSError(f"could not download {self.resource.path}:\n  " + "\n  ".join(errors))
+        verify(part, self.resource.path, self.checksums, self.record)
+        os.replace(part, output_file)  # pooch checks its registry hash, then moves it to its name
+
+
+@dataclass(frozen=True)
+class Unpack:
+    """A pooch processor: create ``resource.outputs`` from the verified file, each via a ``.part``
+    rename (``"tar"``: the member whose name ends with the output's path relative to the archive's
+    folder; ``"gunzip"``: the one output). Returns the fetched file's path, as pooch's do."""
+
+    resource: Resource
+
+    def __call__(self, fname: str, action: str, registry: pooch.Pooch) -> str:
+        base, file = Path(registry.abspath), Path(fname)
+        for out in self.resource.outputs:
+            target = base / out
+            if target.is_file():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".part")
+            if self.resource.unpack == "gunzip":
+                with gzip.open(file, "rb") as source, tmp.open("wb") as sink:
                     shutil.copyfileobj(source, sink)
-        tmp.replace(target)
+            else:
+                inner = Path(out).relative_to(Path(self.resource.path).parent).as_posix()
+                with tarfile.open(file) as archive:
+                    member = next((m for m in archive
+                                   if m.isfile() and (m.name == inner or m.name.endswith("/" + inner))), None)
+                    if member is None:
+                        raise FileNotFoundError(f"{file} has no member {inner!r}")
+                    with archive.extractfile(member) as source, tmp.open("wb") as sink:  # type: ignore[union-attr]
+                        shutil.copyfileobj(source, sink)
+            tmp.replace(target)
+        return fname
 
 
 def download(name: str, root: Optional[PathLike] = None, *, record_checksum: bool = False,
              progress: bool = True, checksums: PathLike = CHECKSUMS) -> list[Path]:
     """Fetch, verify and unpack dataset ``name`` into the data directory; return its unpacked files.
 
-    Resources already unpacked are skipped; an interrupted download resumes from ``<file>.part``.
+    Resources already unpacked are skipped; an interrupted download resumes from ``<file>.part``;
+    a file already on disk is verified again (and refused, not replaced, if it fails).
     """
     check_choice("dataset", name, NAMES)
     base = data_dir(root)
@@ -241,20 +303,9 @@ def download(name: str, root: Optional[PathLike] = None, *, record_checksum: boo
         if all((base / out).is_file() for out in resource.outputs):
             continue
         file = base / resource.path
-        if not file.is_file():
-            part = file.with_name(file.name + ".part")
-            errors = []
-            for url in resource.urls:
-                try:
-                    fetch(url, part, progress)
-                    break
-                except (urllib.error.URLError, OSError) as error:
-                    errors.append(f"{url}: {error}")
-            else:
-                raise OSError(f"could not download {resource.path}:\n  " + "\n  ".join(errors))
-            verify(part, resource.path, checksums, record_checksum)
-            part.replace(file)
-        else:
+        if file.is_file():
             verify(file, resource.path, checksums, record_checksum)
-        _unpack(resource, file, base)
+        registry(base, checksums).fetch(
+            resource.path, downloader=MirrorDownloader(resource, checksums, record_checksum, progress),
+            processor=Unpack(resource))
     return [base / out for out in DATASETS[name].files]

@@ -19,15 +19,15 @@ Schedules (:func:`train_schedule`), all on :func:`cnflib.core.train.fit`:
 
 Each records the training time, the test NLL (and bits/dim) of the whole flow and of each
 truncated flow, and the per-part training losses. Time is recorded twice: ``seconds`` (wall time of
-the training steps, from :func:`cnflib.core.train.fit`) and ``cpu_seconds`` (this process's CPU time from
-one step's loss call to the next, evaluation excluded). On a CPU shared with other jobs wall time
+the training steps, from :func:`cnflib.core.train.fit`) and ``cpu_seconds`` (this process's CPU time
+in the training steps, evaluation excluded, also from ``fit``, so that both add up over a resumed
+run). On a CPU shared with other jobs wall time
 depends on their load; CPU time of a single-threaded run does not, so it compares schedules fairly
 there (on a GPU, use wall time).
 """
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -171,37 +171,6 @@ class ScheduleResult:
         return float(duration.groupby([h.phase, part]).transform("median").sum())
 
 
-class _CpuClock:
-    """Process CPU time minus the time spent in wrapped evaluations; stamps taken at each loss call."""
-
-    def __init__(self) -> None:
-        self.excluded, self.stamps = 0.0, []
-
-    def now(self) -> float:
-        return time.process_time() - self.excluded
-
-    def loss(self, loss: LossFn) -> LossFn:
-        def timed(model: nn.Module, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
-            self.stamps.append(self.now())
-            return loss(model, batch)
-        return timed
-
-    def evaluation(self, evaluate: Callable[[nn.Module], dict[str, float]]) -> Callable[[nn.Module], dict[str, float]]:
-        def timed(model: nn.Module) -> dict[str, float]:
-            start = time.process_time()
-            try:
-                return evaluate(model)
-            finally:
-                self.excluded += time.process_time() - start
-        return timed
-
-    def steps(self) -> list[float]:
-        """CPU seconds from the first stamp to the end of each step (the next stamp, or now); resets."""
-        ends = [*self.stamps[1:], self.now()]
-        first, self.stamps = self.stamps[0], []
-        return [t - first for t in ends]
-
-
 def _with_bpd(frame: pd.DataFrame, dims: int, levels: Optional[int]) -> pd.DataFrame:
     if levels is None:
         return frame
@@ -236,19 +205,22 @@ def train_schedule(flow: FlowSequence, schedule: str, data: Tensor, test: Tensor
         phases = [("alternate", part_loss(bounds, round_robin(parts, period), preprocess), steps)]
         if schedule == "alternate_finetune":
             phases.append(("finetune", end_to_end, finetune_steps))
-    clock = _CpuClock()
-    evaluate = clock.evaluation(lambda model: evaluate_parts(model, bounds, test))
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        return evaluate_parts(model, bounds, test)
+
     frames, offset, cpu_offset, done = [], 0.0, 0.0, 0
     seed = fit_options.pop("seed", 0)
     for i, (phase, loss, n_steps) in enumerate(phases):
         if n_steps <= 0:
             continue
-        history = fit(flow, data, steps=n_steps, loss=clock.loss(loss), evaluate=evaluate, eval_every=eval_every,
+        history = fit(flow, data, steps=n_steps, loss=loss, evaluate=evaluate, eval_every=eval_every,
                       seed=seed + 7919 * i, desc=f"{schedule}:{phase}", **fit_options)
-        cpu = [cpu_offset + t for t in clock.steps()]
-        history = history.assign(phase=phase, seconds=history.seconds + offset, cpu_seconds=cpu)
+        history = history.assign(phase=phase, seconds=history.seconds + offset,
+                                 cpu_seconds=history.cpu_seconds + cpu_offset)
         history.index = history.index + done
-        offset, cpu_offset, done = float(history.seconds.iloc[-1]), cpu[-1], done + n_steps
+        offset, cpu_offset = float(history.seconds.iloc[-1]), float(history.cpu_seconds.iloc[-1])
+        done += n_steps
         frames.append(history)
     frame = _with_bpd(pd.concat(frames), math.prod(flow.event_shape), levels)
     final = {k[len("eval_"):]: float(v) for k, v in frame.iloc[-1].items() if str(k).startswith("eval_")}
