@@ -6,6 +6,7 @@ the full presets (``test_full_smoke.py``), which points ``$CNFLIB_DATA`` at them
 - :func:`write_maf`: ``maf/{power,gas,hepmass,miniboone}`` as in the MAF release (npy, pandas
   pickle, csv), ``n`` rows each (HEPMASS: ``2 n`` train rows);
 - :func:`write_mnist`: ``MNIST/raw`` idx files (uint8 images and labels);
+  labels cycle through the 10 classes, so that every split holds each class;
 - :func:`write_cifar`: ``cifar-10-batches-py`` pickled batches. torchvision checks each batch
   against CIFAR-10's md5s, so the caller tells it the fake files' md5s: :func:`trust_cifar` in a
   test (monkeypatch), :func:`trust_cifar_source` in a notebook kernel (an IPython startup file).
@@ -80,7 +81,7 @@ def write_mnist(root: Path, rng: np.random.Generator, train: int = 40, test: int
     arrays = {}
     for prefix, n in (("train", train), ("t10k", test)):
         x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        y = rng.integers(0, 10, n).astype(np.uint8)
+        y = (np.arange(n) % 10).astype(np.uint8)  # every class in any 10 consecutive images
         header = (2051).to_bytes(4, "big") + b"".join(v.to_bytes(4, "big") for v in (n, 28, 28))
         (raw / f"{prefix}-images-idx3-ubyte").write_bytes(header + x.tobytes())
         (raw / f"{prefix}-labels-idx1-ubyte").write_bytes((2049).to_bytes(4, "big") + n.to_bytes(4, "big")
@@ -98,7 +99,7 @@ def write_cifar(root: Path, rng: np.random.Generator, per_batch: int = 8, test: 
     batches, md5 = {}, {}
     for name, n in [*((f"data_batch_{i}", per_batch) for i in range(1, 6)), ("test_batch", test)]:
         rows = rng.integers(0, 256, (n, 3072), dtype=np.uint8)  # 1024 red, 1024 green, 1024 blue per row
-        labels = rng.integers(0, 10, n).tolist()
+        labels = (np.arange(n) % 10).tolist()  # every class in any 10 consecutive images
         blob = pickle.dumps({"data": rows, "labels": labels})
         (folder / name).write_bytes(blob)
         batches[name], md5[name] = (rows, labels), hashlib.md5(blob).hexdigest()
