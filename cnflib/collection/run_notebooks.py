@@ -12,6 +12,7 @@ for the run (:mod:`cnflib.collection.lock`), and an unreadable ``metrics.json`` 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -40,10 +41,15 @@ def discover(only: Optional[list[str]] = None) -> list[Path]:
 
 
 def _parse_value(text: str) -> Any:
+    """A ``-p NAME VALUE`` value: JSON (``1``, ``[0.5, 0.9]``, ``true``), a Python literal as papermill's own
+    command line reads it (``True``, ``None``, ``("a", 2)``), else the text itself."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
-        return text
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
 
 
 def _short(value: Any) -> str:
