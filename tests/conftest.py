@@ -27,3 +27,7 @@ class LinearField(nn.Module):
 def linear_field() -> Callable[[torch.Tensor], LinearField]:
     """A factory: ``linear_field(A)`` is the field ``f(t, z) = A z`` with ``A`` a trainable parameter."""
     return LinearField
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "smoke: the full presets' smoke run (minutes); deselect with -m 'not smoke'")

@@ -41,3 +41,10 @@ def test_unknown_notebook_prefix_lists_the_notebooks(tmp_path, monkeypatch):
         assert "01_ok" in str(exc)
     else:
         raise AssertionError("expected SystemExit")
+
+
+def test_parameter_values_read_as_json_or_python_literals():
+    """``-p smoke True`` (as papermill's own command line) and ``-p smoke true`` are both the boolean."""
+    parse = run_notebooks._parse_value
+    assert parse("True") is True and parse("true") is True and parse("False") is False and parse("None") is None
+    assert parse("[0.5, 0.9]") == [0.5, 0.9] and parse("3") == 3 and parse("full") == "full"

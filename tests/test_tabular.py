@@ -5,66 +5,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fakedata import write_maf
 
 from cnflib.data import tabular
 
-N = 1_000  # rows of each tiny source file: test 100, validation 90, train 810
-
-
-def _power_raw(rng: np.random.Generator) -> np.ndarray:
-    """[N, 8] in MAF's column order; the time column holds the row id (POWER adds no noise to it)."""
-    raw = rng.integers(0, 50, size=(N, 8)).astype(np.float64)
-    raw[:, [1, 3]] = rng.normal(1e6, 1e5, size=(N, 2))  # the dropped columns would wreck the checks below
-    raw[:, 7] = np.arange(N)
-    return raw
-
-
-def _write_sources(root, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Write maf/{power,gas,hepmass,miniboone} in their release formats under ``root``; return the raw data."""
-    maf = root / "maf"
-    for folder in ("power", "gas", "hepmass", "miniboone"):
-        (maf / folder).mkdir(parents=True)
-    power = _power_raw(rng)
-    np.save(maf / "power" / "data.npy", power)
-    _gas_frame(rng).to_pickle(maf / "gas" / "ethylene_CO.pickle")
-    train, test = _hepmass_frames(rng)
-    train.to_csv(maf / "hepmass" / "1000_train.csv", index=False)
-    test.to_csv(maf / "hepmass" / "1000_test.csv", index=False)
-    miniboone = rng.normal(3.0, 2.0, size=(N, 43))
-    np.save(maf / "miniboone" / "data.npy", miniboone)
-    return {"power": power, "miniboone": miniboone}
-
-
-def _gas_frame(rng: np.random.Generator) -> pd.DataFrame:
-    """Time, Meth, Eth and 16 sensors; sensors 8..15 are copies of 0..7 plus tiny noise (corr > 0.98)."""
-    base = rng.normal(size=(N, 8)) * rng.uniform(1, 5, size=8) + rng.uniform(-3, 3, size=8)
-    sensors = np.hstack([base, base + 1e-3 * rng.normal(size=(N, 8))])
-    frame = pd.DataFrame(sensors, columns=[f"S{i}" for i in range(16)])
-    frame.insert(0, "Eth", rng.uniform(size=N))
-    frame.insert(0, "Meth", rng.uniform(size=N))
-    frame.insert(0, "Time", np.arange(N, dtype=float))
-    return frame
-
-
-def _hepmass_frames(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Label + 28 features; features 0..6 are discrete (their smallest value repeats), the test file
-    has one extra last column (as in the release)."""
-    def frame(n: int, extra: bool) -> pd.DataFrame:
-        features = rng.normal(size=(n, 28))
-        features[:, :7] = rng.integers(0, 3, size=(n, 7))
-        data = {"# label": rng.integers(0, 2, size=n).astype(float)}
-        data.update({f"f{j}": features[:, j] for j in range(27)})
-        data["mass"] = features[:, 27]
-        if extra:
-            data["junk"] = rng.normal(size=n)
-        return pd.DataFrame(data)
-
-    return frame(2 * N, False), frame(N, True)
+N = 1_000  # rows of each tiny source file (tests/fakedata.py): test 100, validation 90, train 810
 
 
 @pytest.fixture()
 def root(tmp_path):
-    raw = _write_sources(tmp_path, np.random.default_rng(0))
+    raw = write_maf(tmp_path, np.random.default_rng(0), N)
     return tmp_path, raw
 
 

@@ -1,4 +1,5 @@
-"""Notebook presets: ``tutorial`` (CPU, minutes) and ``full`` (paper scale, GPU)."""
+"""Notebook presets: ``tutorial`` (CPU, minutes) and ``full`` (paper scale, GPU), and the full preset's
+smoke mode (every code path of ``full`` at capped sizes, minutes on a CPU)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -12,20 +13,47 @@ PRESETS: tuple[str, ...] = ("tutorial", "full")
 CHECKPOINT_EVERY = 100  # steps between the checkpoints of every fit under the ``full`` preset
 
 
-def resolve(preset: str, *, tutorial: dict[str, Any], full: dict[str, Any], **overrides: Any) -> SimpleNamespace:
+def resolve(preset: str, *, tutorial: dict[str, Any], full: dict[str, Any],
+            smoke_caps: Optional[dict[str, Any]] = None, smoke: bool = False, **overrides: Any) -> SimpleNamespace:
     """The settings of ``preset``, with every non-None override (e.g. papermill parameters) applied.
 
     ``tutorial`` and ``full`` must name the same settings, so that a typo cannot hide in one.
+    ``smoke=True`` (papermill ``-p preset full -p smoke True``) is the full preset's smoke mode: the
+    same models, data, losses and evaluations, with ``smoke_caps`` replacing the settings that set
+    its cost (steps, batch and evaluation sizes, sample counts), so that the whole notebook runs
+    in minutes on a CPU. A dict-valued setting is capped key by key (``image=dict(steps=2)`` keeps
+    the other keys of the full preset's ``image``). ``smoke_caps`` may only name settings (and keys)
+    that the presets have, whether or not ``smoke`` is on. Overrides apply after the caps.
+    The result's ``smoke`` tells whether the caps are in force.
     """
     check_choice("preset", preset, PRESETS)
     if set(tutorial) != set(full):
         raise ValueError(f"presets disagree on their settings: {sorted(set(tutorial) ^ set(full))}")
-    settings = dict(tutorial if preset == "tutorial" else full)
+    caps = _capped(full, smoke_caps or {}, "smoke_caps")
+    if smoke and preset != "full":
+        raise ValueError(f"smoke mode caps the full preset: use preset='full' with smoke=True, not {preset!r}")
+    if smoke and not smoke_caps:
+        raise ValueError("smoke=True needs the notebook's smoke_caps (the settings it caps)")
+    settings = caps if smoke else dict(tutorial if preset == "tutorial" else full)
     unknown = [k for k, v in overrides.items() if v is not None and k not in settings]
     if unknown:
         raise ValueError(f"unknown settings {unknown}; valid: {', '.join(sorted(settings))}")
     settings.update({k: v for k, v in overrides.items() if v is not None})
-    return SimpleNamespace(preset=preset, **settings)
+    return SimpleNamespace(preset=preset, smoke=bool(smoke), **settings)
+
+
+def _capped(settings: dict[str, Any], caps: dict[str, Any], where: str) -> dict[str, Any]:
+    """``settings`` with ``caps`` applied; a dict-valued setting is capped key by key. Unknown names raise."""
+    unknown = sorted(set(caps) - set(settings))
+    if unknown:
+        raise ValueError(f"{where} names unknown settings {unknown}; valid: {', '.join(sorted(settings))}")
+    out = dict(settings)
+    for key, cap in caps.items():
+        if isinstance(cap, dict) and isinstance(settings[key], dict):
+            out[key] = _capped(settings[key], cap, f"{where}[{key!r}]")
+        else:
+            out[key] = cap
+    return out
 
 
 def default_device() -> torch.device:

@@ -20,6 +20,7 @@ stored notebook's diff shows only what changed in its results.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import logging
@@ -102,10 +103,15 @@ def clean_file(path: Union[str, Path]) -> bool:
 
 
 def _parse_value(text: str) -> Any:
+    """A ``-p NAME VALUE`` value: JSON (``1``, ``[0.5, 0.9]``, ``true``), a Python literal as papermill's own
+    command line reads it (``True``, ``None``, ``("a", 2)``), else the text itself."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
-        return text
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
 
 
 def _short(value: Any) -> str:
