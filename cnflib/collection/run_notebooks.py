@@ -1,4 +1,4 @@
-"""Execute the notebook collection headless with papermill and print a results summary.
+"""Execute the notebook collection headless with papermill and print a results summary::
 
     python -m cnflib.collection.run_notebooks                         # every notebook, default parameters
     python -m cnflib.collection.run_notebooks --only 02 -p preset full # one notebook at paper scale
