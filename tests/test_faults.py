@@ -26,8 +26,7 @@ from cnflib.core import CNF, ConcatSquashMLP
 from cnflib.core.train import fit, load_checkpoint, write_checkpoint
 from cnflib.data import images, tabular
 from cnflib.sparse.pruning import prune_retrain, stage_checkpoint
-from test_image_loaders import _write_cifar, _write_mnist
-from test_tabular import _write_sources
+from fakedata import trust_cifar, write_cifar, write_maf, write_mnist
 
 DATA = torch.randn(64, 2)
 
@@ -292,7 +291,7 @@ def test_a_second_run_on_a_locked_output_folder_stops_naming_the_holder(tmp_path
 
 # -- data files -----------------------------------------------------------------------------------------
 def test_crafted_gas_pickle_is_refused_without_running_code(tmp_path):
-    _write_sources(tmp_path, np.random.default_rng(0))
+    write_maf(tmp_path, np.random.default_rng(0))
     marker = tmp_path / "code-ran"
 
     class Payload:
@@ -307,7 +306,7 @@ def test_crafted_gas_pickle_is_refused_without_running_code(tmp_path):
 
 
 def test_tabular_file_with_wrong_width_too_few_rows_or_nan_is_refused(tmp_path):
-    _write_sources(tmp_path, np.random.default_rng(0))
+    write_maf(tmp_path, np.random.default_rng(0))
     path = tmp_path / "maf" / "miniboone" / "data.npy"
     good = np.load(path)
     cases = [(good[:, :40], r"shape \[1000, 40\]; MINIBOONE files have 43 columns"),
@@ -321,18 +320,19 @@ def test_tabular_file_with_wrong_width_too_few_rows_or_nan_is_refused(tmp_path):
 
 
 def test_garbage_image_and_tabular_files_name_the_file_and_the_download_command(tmp_path, monkeypatch):
-    _write_mnist(tmp_path, np.random.default_rng(0))
+    write_mnist(tmp_path, np.random.default_rng(0))
     bad = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
     bad.write_bytes(b"garbage")
     with pytest.raises(ValueError, match=rf"(?s){bad} is damaged.*python -m cnflib.data download mnist") as error:
         images.mnist("test", tmp_path)
-    _write_cifar(tmp_path, np.random.default_rng(1), monkeypatch)
+    _, md5 = write_cifar(tmp_path, np.random.default_rng(1))
+    trust_cifar(md5, monkeypatch)
     batch = tmp_path / "cifar-10-batches-py" / "test_batch"
     batch.write_bytes(b"garbage")
     with pytest.raises(ValueError, match=rf"(?s){batch} is damaged.*download cifar10") as cifar_error:
         images.cifar10("test", tmp_path)
     assert "download=True" not in str(error.value) + str(cifar_error.value)  # our loader has no such option
-    _write_sources(tmp_path, np.random.default_rng(0))
+    write_maf(tmp_path, np.random.default_rng(0))
     for name, relative in [("hepmass", "hepmass/1000_train.csv"), ("power", "power/data.npy")]:
         path = tmp_path / "maf" / relative
         path.write_bytes(b"\x00\x01garbage\xff" * 10)
