@@ -19,6 +19,7 @@ import os
 import pandas as pd
 import torch
 
+from cnflib.core.train import late_mean
 from cnflib.data.images import digits
 from cnflib.infocnf import evaluate_infocnf as evaluate, prior_parameter_counts, train_image_flow
 
@@ -44,13 +45,12 @@ def main() -> None:
         run = train_image_flow(label, kind, train, test, gated=gated, steps=args.steps, batch_size=args.batch_size,
                                seed=args.seed, model_options=dict(tol=args.tol, gate_gain=20.0, gate_std=1.0, gate_cost=0.5))
         h = run.history
-        tail = max(len(h) // 5, 1)
         fixed = evaluate(run.model, test, args.eval_tol, args.seed)
         own = evaluate(run.model, test, None, args.seed)
         rows.append({
             "model": label, "s/step": run.seconds_per_step,
             "s/epoch": run.seconds_per_step * len(train) / args.batch_size,
-            "train NFE/step (late)": float(h.nfe.iloc[-tail:].mean()),
+            "train NFE/step (late)": late_mean(h.nfe, 0.2),
             f"test NFE @{args.eval_tol:g}": fixed["nfe"], f"bits/dim @{args.eval_tol:g}": fixed["bpd"],
             f"cond bits/dim @{args.eval_tol:g}": fixed["cond_bpd"], f"error @{args.eval_tol:g}": fixed["error"],
             "test NFE own tol": own["nfe"], "bits/dim own tol": own["bpd"],
