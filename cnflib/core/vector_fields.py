@@ -81,7 +81,31 @@ class ConcatSquashLinear(nn.Module):
         return out, torch.matmul(v, self.linear.weight.T) * gate
 
 
-class ConcatSquashMLP(nn.Module):
+class ConcatSquashStack(nn.Module):
+    """Concat-squash layers (``self.layers``, each with ``conditioned(tt, z)`` and ``jvp(tt, z, v)``)
+    with an activation between consecutive ones (``self.activations``): the field and its
+    forward-mode tangents in one pass. Subclasses build the layers (linear or convolutional)."""
+
+    layers: nn.ModuleList
+    activations: nn.ModuleList
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        tt = time_column(t, z)
+        for layer, act in zip(self.layers[:-1], self.activations):
+            z = act(layer.conditioned(tt, z))
+        return self.layers[-1].conditioned(tt, z)
+
+    def jvp(self, t: Tensor, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """``f(t, z)`` and ``(df/dz) v`` for ``k`` tangents: z [n, *shape], v [k, n, *shape] -> ([n, *shape], [k, n, *shape])."""
+        tt = time_column(t, z)
+        for layer, act in zip(self.layers[:-1], self.activations):
+            x, v = layer.jvp(tt, z, v)
+            z = act(x)
+            v = activation_jvp(act, x, z, v)
+        return self.layers[-1].jvp(tt, z, v)
+
+
+class ConcatSquashMLP(ConcatSquashStack):
     """An MLP of :class:`ConcatSquashLinear` layers: ``f(t, z)``, z: [n, dim] -> [n, dim].
 
     Arguments:
@@ -97,20 +121,6 @@ class ConcatSquashMLP(nn.Module):
         self.layers = nn.ModuleList(ConcatSquashLinear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.activations = nn.ModuleList(make_activation(activation) for _ in hidden)
 
-    def forward(self, t: Tensor, z: Tensor) -> Tensor:
-        tt = time_column(t, z)
-        for layer, act in zip(self.layers[:-1], self.activations):
-            z = act(layer.conditioned(tt, z))
-        return self.layers[-1].conditioned(tt, z)
-
-    def jvp(self, t: Tensor, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """``f(t, z)`` and ``(df/dz) v`` for ``k`` tangents: z [n, dim], v [k, n, dim] -> ([n, dim], [k, n, dim])."""
-        tt = time_column(t, z)
-        for layer, act in zip(self.layers[:-1], self.activations):
-            x, v = layer.jvp(tt, z, v)
-            z = act(x)
-            v = activation_jvp(act, x, z, v)
-        return self.layers[-1].jvp(tt, z, v)
 
 
 class TimeConcatMLP(nn.Module):

@@ -23,7 +23,7 @@ from cnflib.core.cnf import CNF
 from cnflib.core.distributions import StandardNormal
 from cnflib.core.flow import FlowOutput
 from cnflib.core.transforms import squeeze, unsqueeze
-from cnflib.core.vector_fields import activation_jvp, make_activation, time_column
+from cnflib.core.vector_fields import ConcatSquashStack, make_activation, time_column
 
 # (block index, block, block input [n, C, H, W]) -> the block's FlowOutput; see cnflib.infocnf.gates.
 BlockSolver = Callable[[int, CNF, Tensor], FlowOutput]
@@ -55,7 +55,7 @@ class ConcatSquashConv2d(nn.Module):
         return out, dv.view(*v.shape[:2], *dv.shape[1:]) * gate
 
 
-class ConvODENet(nn.Module):
+class ConvODENet(ConcatSquashStack):
     """The vector field of one image CNF block: ``f(t, z)``, z: [n, C, H, W] -> [n, C, H, W].
 
     Arguments:
@@ -69,21 +69,6 @@ class ConvODENet(nn.Module):
         widths = [channels, *hidden, channels]
         self.layers = nn.ModuleList(ConcatSquashConv2d(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.activations = nn.ModuleList(make_activation(activation) for _ in hidden)
-
-    def forward(self, t: Tensor, z: Tensor) -> Tensor:
-        tt = time_column(t, z)
-        for layer, act in zip(self.layers[:-1], self.activations):
-            z = act(layer.conditioned(tt, z))
-        return self.layers[-1].conditioned(tt, z)
-
-    def jvp(self, t: Tensor, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """``f(t, z)`` and ``(df/dz) v`` for ``k`` tangents: z [n, C, H, W], v [k, n, C, H, W] -> ([n, C, H, W], [k, n, C, H, W])."""
-        tt = time_column(t, z)
-        for layer, act in zip(self.layers[:-1], self.activations):
-            x, v = layer.jvp(tt, z, v)
-            z = act(x)
-            v = activation_jvp(act, x, z, v)
-        return self.layers[-1].jvp(tt, z, v)
 
 
 def plain_solve(index: int, block: CNF, h: Tensor) -> FlowOutput:
