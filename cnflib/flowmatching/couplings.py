@@ -1,9 +1,9 @@
 """Couplings of a data minibatch with a base (noise) minibatch for flow matching.
 
 * ``"independent"``: the pairs as drawn, ``q(x0) q(x1)`` (CFM / I-CFM: Lipman et al. 2023; Liu et al. 2023;
-  Tong et al. 2024, Sec. 3.2);
+  Tong et al. 2024);
 * ``"ot"``: the exact minibatch optimal-transport plan for the squared Euclidean cost (OT-CFM: Tong et al.
-  2024, Sec. 3.3, Alg. 2). Between two uniform batches of equal size an optimal plan is a permutation
+  2024). Between two uniform batches of equal size an optimal plan is a permutation
   (Birkhoff–von Neumann), so the exact plan is a linear assignment, solved here by
   :func:`scipy.optimize.linear_sum_assignment` (Hungarian / Jonker–Volgenant, O(n^3)).
 """

@@ -6,7 +6,7 @@ batches (:mod:`cnflib.flowmatching.couplings`) and ``t ~ U[0, T]``:
     L_CFM(theta) = E_{t, (x0, x1) ~ pi, eps} | v_theta(t, x_t) - u_t(x_t | x0, x1) |^2
 
 with ``x_t``, ``u_t`` from :func:`cnflib.flowmatching.paths.conditional_path` (Lipman et al. 2023,
-Eq. 9; Tong et al. 2024, Eq. 10 and Alg. 1-2). Its gradient equals that of the marginal
+Eq. 9; Tong et al. 2024's CFM objective). Its gradient equals that of the marginal
 flow-matching loss ``E |v_theta(t, x) - u_t(x)|^2`` (Lipman et al. 2023, Theorem 2), so its
 minimizer is the marginal field; no ODE is solved in training (training NFE = 0).
 """

@@ -1,8 +1,8 @@
 """Probability paths of conditional flow matching and their closed forms for Gaussian end points.
 
 Conventions of :class:`cnflib.core.CNF`: data ``x0`` at ``t = 0``, the base (Gaussian) sample ``x1``
-at ``t = T``. With ``s = t / T``, the Gaussian conditional path of I-CFM / OT-CFM (Tong et al. 2024,
-Eq. 14 with ``sigma`` constant; rectified flow, Liu et al. 2023, at ``sigma = 0``) is
+at ``t = T``. With ``s = t / T``, the Gaussian conditional path of I-CFM / OT-CFM (Tong et al. 2024's
+I-CFM, ``sigma`` constant; rectified flow, Liu et al. 2023, at ``sigma = 0``) is
 
     x_t = (1 - s) x0 + s x1 + sigma * eps,    eps ~ N(0, I),
     u_t(x_t | x0, x1) = (x1 - x0) / T,
