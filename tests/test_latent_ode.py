@@ -124,3 +124,32 @@ def test_elbo_finite_and_gradients_reach_every_parameter(cls):
     loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_shared_placement_mirrors_and_rotates():
+    a, b = torch.tensor([1.0, 1.0]), torch.tensor([0.25, 0.25])
+    t, paths = spiral_paths(a, b, torch.tensor([True, False]), n_total=50, placement="shared")
+    torch.testing.assert_close(paths[0], paths[1] * torch.tensor([1.0, -1.0]))  # clockwise = mirror image
+    torch.testing.assert_close(paths.norm(dim=-1), (1.0 + 0.25 * t).expand(2, -1))  # one radius law, centre 0
+    rot = torch.tensor([0.7, -1.3])
+    _, turned = spiral_paths(a, b, torch.tensor([True, False]), n_total=50, placement="shared", rotation=rot)
+    c, s = torch.cos(rot)[:, None], torch.sin(rot)[:, None]
+    torch.testing.assert_close(turned, torch.stack([c * paths[..., 0] - s * paths[..., 1],
+                                                    s * paths[..., 0] + c * paths[..., 1]], -1))
+    with pytest.raises(ValueError, match="placement"):
+        spiral_paths(a, b, torch.tensor([True, False]), placement="elsewhere")
+
+
+def test_shared_placement_hides_direction_in_position():
+    """Under "shared" the first point's radius and angle have the same law for both directions
+    (two-sample means agree within noise), while "paper" separates them by x alone."""
+    for placement, separated in [("paper", True), ("shared", False)]:
+        data = make_spirals(4000, n_total=100, window=20, horizon=10, noise_std=0.0, placement=placement,
+                            generator=torch.Generator().manual_seed(3))
+        first, cw = data.train.truth[:, 0], data.train.labels[:, 2] < 0
+        gap = (first[cw, 0].mean() - first[~cw, 0].mean()).abs()
+        assert bool(gap > 5.0) == separated
+        if not separated:
+            r = first.norm(dim=1)
+            assert (r[cw].mean() - r[~cw].mean()).abs() < 0.1 and gap < 0.2
+            assert (first[cw, 1].mean() - first[~cw, 1].mean()).abs() < 0.2

@@ -14,6 +14,16 @@ with ``a ~ N(1.0, 0.08)`` and ``b ~ N(0.25, 0.03)``. The clockwise angle runs ba
 window of ``window`` consecutive grid points is observed with Gaussian noise (std 0.3); the next
 ``horizon`` noise-free points are held out to measure extrapolation. The labels are
 ``(a, b, direction)`` with direction ``+1`` counter-clockwise and ``-1`` clockwise.
+
+That placement (``placement="paper"``) gives the direction away: the two families sit around
+different centres, so the first observed point alone tells them apart. With
+``placement="shared"`` both families are centred at the origin, a clockwise spiral is the mirror
+image ``(x, -y)`` of the counter-clockwise one (both ``R = a + b * theta``), and every spiral is
+rotated by its own uniform angle ``phi ~ U[0, 2 pi)``. Then the distribution of any single point is
+rotation invariant with the same radius law for both directions: position carries no information
+about the direction, only the motion through the window does. (Under a random rotation ``a`` and
+the start angle shift the radius in the same way, so ``a`` is not identifiable from a window; the
+growth per radian ``b`` is, and with the direction it is what sets the continuation.)
 """
 from __future__ import annotations
 
@@ -27,6 +37,7 @@ from torch import Tensor
 A_MEAN, A_STD = 1.0, 0.08
 B_MEAN, B_STD = 0.25, 0.03
 CENTER_OFFSET = 5.0
+PLACEMENTS = ("paper", "shared")
 
 
 @dataclass(frozen=True)
@@ -73,17 +84,29 @@ class SpiralData:
 
 
 def spiral_paths(a: Tensor, b: Tensor, clockwise: Tensor, n_total: int = 1000,
-                 t_max: float = 6 * math.pi) -> tuple[Tensor, Tensor]:
+                 t_max: float = 6 * math.pi, placement: str = "paper",
+                 rotation: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """Noise-free spirals on the grid ``t = linspace(0, t_max, n_total)``.
 
     Arguments:
         a, b: radius parameters [n].
         clockwise: booleans [n].
+        placement: "paper" (InfoCNF App. E / the Latent ODE demo: centres at x = -5 and +5, the
+            clockwise radius ``a + 50 b / theta``) or "shared" (centre 0, both ``R = a + b t``, the
+            clockwise path the mirror image ``(x, -y)`` of the counter-clockwise one, then rotated).
+        rotation: angles [n] by which the "shared" paths are rotated about the origin (default 0).
 
     Returns:
         ``(t [n_total], paths [n, n_total, 2])``.
     """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
     t = torch.linspace(0.0, t_max, n_total)
+    if placement == "shared":
+        radius = a[:, None] + b[:, None] * t[None]  # [n, T]
+        sense = torch.where(clockwise, -1.0, 1.0)[:, None]
+        angle = sense * t[None] + (0.0 if rotation is None else rotation[:, None])
+        return t, torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], -1)
     theta_cw = (t_max + 1.0 - t)[None]  # [1, T], decreasing from t_max + 1 to 1
     theta_ccw = t[None]
     radius_cw = a[:, None] + b[:, None] * 50.0 / theta_cw
@@ -112,10 +135,11 @@ def _split(paths: Tensor, labels: Tensor, start: Tensor, window: int, horizon: i
 
 def make_spirals(n_spirals: int = 5000, n_total: int = 1000, window: int = 200, horizon: int = 100,
                  noise_std: float = 0.3, test_fraction: float = 0.2, t_max: float = 6 * math.pi,
-                 generator: Optional[torch.Generator] = None) -> SpiralData:
+                 placement: str = "paper", generator: Optional[torch.Generator] = None) -> SpiralData:
     """The bi-directional spiral set (InfoCNF App. E; the paper: 5,000 spirals, 1,000 points, window 200).
 
-    Half the spirals (in random order) turn clockwise. Each window starts uniformly at random on
+    Half the spirals (in random order) turn clockwise. ``placement`` is "paper" or "shared" (see
+    :func:`spiral_paths`; "shared" draws one uniform rotation per spiral, after the windows' starts). Each window starts uniformly at random on
     ``0 .. n_total - window - horizon``, so its ``horizon`` continuation exists. The last
     ``round(test_fraction * n_spirals)`` spirals form the test split.
     """
@@ -127,8 +151,11 @@ def make_spirals(n_spirals: int = 5000, n_total: int = 1000, window: int = 200, 
     b = B_MEAN + B_STD * torch.randn(n_spirals, generator=generator)
     clockwise = torch.arange(n_spirals) < n_spirals // 2
     clockwise = clockwise[torch.randperm(n_spirals, generator=generator)]
-    t, paths = spiral_paths(a, b, clockwise, n_total, t_max)
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
     start = torch.randint(0, n_total - window - horizon + 1, (n_spirals,), generator=generator)
+    rotation = 2 * math.pi * torch.rand(n_spirals, generator=generator) if placement == "shared" else None
+    t, paths = spiral_paths(a, b, clockwise, n_total, t_max, placement, rotation)
     labels = torch.stack([a, b, torch.where(clockwise, -1.0, 1.0)], 1)
     n_test = round(test_fraction * n_spirals)
     if not 0 < n_test < n_spirals:

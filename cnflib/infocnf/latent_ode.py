@@ -3,16 +3,22 @@
 :class:`PartitionedLatentODE` splits the initial latent ``z_0 = (z_y, z_u)`` of a
 :class:`~cnflib.models.latent_ode.LatentODE`: the prior of the supervised code ``z_y`` is a
 Gaussian whose mean and log-std are a linear function of the labels ``y``, a linear head predicts
-``y`` from ``z_y``, and ``z_u ~ N(0, I)``. Train it with :func:`cnflib.models.latent_ode.elbo_loss`.
+``y`` from ``z_y``, and ``z_u ~ N(0, I)``. Train it with :func:`cnflib.models.latent_ode.elbo_loss`;
+:func:`train_arm` trains it and its controls (:data:`ARMS`) with one budget.
 """
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
-from cnflib.models.latent_ode import LatentODE
+from cnflib.core.train import fit, seed_everything
+from cnflib.models.latent_ode import LatentODE, elbo_loss
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class PartitionedLatentODE(LatentODE):
@@ -46,3 +52,47 @@ class PartitionedLatentODE(LatentODE):
     def head_loss(self, z0: Tensor, y: Optional[Tensor]) -> Tensor:
         """The head's squared error ``mean_n |head(z_y) - y|^2`` (a scalar)."""
         return ((self.predict_labels(z0) - y) ** 2).sum(1).mean()
+
+
+ARMS: tuple[str, ...] = ("baseline", "partitioned", "shuffled", "no_head")
+"""The four models of notebook 05: the plain Latent ODE; the partitioned one with the true labels;
+the same architecture with the training labels permuted across spirals (no information, same
+marginal); and the partitioned one with ``head_weight = 0`` (only the label prior shapes ``z_y``)."""
+
+
+def cosine_schedule(steps: int, final: float = 0.05) -> Callable[[int], float]:
+    """Multiplier of the learning rate at step ``s``: cosine decay from 1 to ``final`` over ``steps``."""
+    return lambda s: final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps))
+
+
+def arm_labels(kind: str, labels: Tensor, seed: int = 0) -> Tensor:
+    """The training labels an arm sees: [n, k] -> [n, k]; "shuffled" permutes the rows (seeded), others keep them."""
+    if kind not in ARMS:
+        raise ValueError(f"kind must be one of {ARMS}, got {kind!r}")
+    if kind != "shuffled":
+        return labels
+    return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(10_000 + seed))]
+
+
+def train_arm(kind: str, observed: Tensor, labels: Tensor, t_observed: Tensor, *, steps: int,
+              batch_size: int = 100, lr: float = 1e-2, lr_final: float = 0.05, head_weight: float = 10.0,
+              max_grad_norm: Optional[float] = 10.0, latent_dim: int = 5, code_dim: int = 3, seed: int = 0,
+              evaluate=None, eval_every: int = 0, progress: bool = True, **trainer) -> tuple[LatentODE, "pd.DataFrame"]:
+    """Build and train one arm of :data:`ARMS` on observations [n, W, d] and labels [n, k] at times t_observed [W].
+
+    Every arm starts from the same initialization seed (the shared encoder, dynamics and decoder
+    weights are identical), sees the same minibatches and takes ``steps`` Adam steps with the
+    learning rate decayed by :func:`cosine_schedule` and gradients clipped at ``max_grad_norm``.
+    Returns ``(model, history)`` from :func:`cnflib.core.train.fit`.
+    """
+    seed_everything(seed)
+    if kind == "baseline":
+        model: LatentODE = LatentODE(latent_dim=latent_dim)
+    else:
+        model = PartitionedLatentODE(label_dim=labels.shape[1], code_dim=code_dim, latent_dim=latent_dim)
+    weight = 0.0 if kind == "no_head" else head_weight
+    history = fit(model, (observed, arm_labels(kind, labels, seed)), steps=steps,
+                  loss=elbo_loss(t_observed, head_weight=weight), batch_size=batch_size, lr=lr,
+                  lr_schedule=cosine_schedule(steps, lr_final), max_grad_norm=max_grad_norm, seed=seed,
+                  evaluate=evaluate, eval_every=eval_every, progress=progress, desc=kind, **trainer)
+    return model, history
