@@ -13,7 +13,12 @@
 CNFLIB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
 CNFLIB_ENV="${CNFLIB_ENV:-${XDG_CACHE_HOME:-$HOME/.cache}/cnflib/venv}"
 export CNFLIB_ROOT CNFLIB_ENV
-if bash "$CNFLIB_ROOT/ci/build_env.sh"; then
+# Two shells sourcing this at once (a notebook kernel and a test run, say) would both rebuild the
+# same folder: the build runs under a lock on "$CNFLIB_ENV.lock" (util-linux flock, where present),
+# and the second one finds the stamp written and builds nothing.
+mkdir -p "$(dirname "$CNFLIB_ENV")" 2>/dev/null
+if if command -v flock >/dev/null 2>&1; then flock "$CNFLIB_ENV.lock" bash "$CNFLIB_ROOT/ci/build_env.sh"
+   else bash "$CNFLIB_ROOT/ci/build_env.sh"; fi; then
   export PATH="$CNFLIB_ENV/bin:$PATH"
   export PYTHONPATH="$CNFLIB_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 else

@@ -17,7 +17,10 @@ def test_code_licence_is_mit_as_pyproject_says():
 
 
 def test_content_licence_and_citation():
-    assert "CC BY 4.0" in (ROOT / "LICENSE-CONTENT").read_text()
+    content = (ROOT / "LICENSE-CONTENT").read_text()
+    assert "CC BY 4.0" in content
+    # the legal code itself, not only a pointer to it: its eight sections, start to end
+    assert all(f"Section {k} -- " in content for k in range(1, 9)), "LICENSE-CONTENT lacks CC BY 4.0's legal code"
     citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert citation["cff-version"] == "1.2.0" and str(citation["version"]) == version

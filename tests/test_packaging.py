@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import tomllib
 import venv
 from pathlib import Path
@@ -110,6 +111,27 @@ def test_sourcing_env_sh_changes_only_path_pythonpath_and_its_own_variables(tmp_
     assert changed <= {"< PATH=", "> PATH=", "< PYTHONPATH=", "> PYTHONPATH=", "> CNFLIB_ROOT="}, changed
     assert "> PATH=" in changed and "> PYTHONPATH=" in changed
     assert "SOURCE FAILED" not in out.stdout
+
+
+def test_a_second_shell_waits_for_the_first_ones_build(tmp_path):
+    """Two shells sourcing env.sh at once must not both rebuild the folder (one would delete the
+    other's half-built env): while another process holds the build lock, sourcing waits for it."""
+    if shutil.which("flock") is None:
+        pytest.skip("no flock on this machine: env.sh builds without a lock")
+    env = _fake_env(tmp_path)
+    shell = {k: v for k, v in os.environ.items() if not k.startswith(("CNFLIB_", "BASH_FUNC"))}
+    shell["CNFLIB_ENV"] = str(env)
+    holder = subprocess.Popen(["flock", f"{env}.lock", "sleep", "3"])
+    try:
+        time.sleep(0.5)  # the holder has the lock
+        start = time.monotonic()
+        out = subprocess.run(["bash", "--norc", "--noprofile", "-c", f"source {ROOT}/ci/env.sh && echo ACTIVATED"],
+                             capture_output=True, text=True, env=shell, stdin=subprocess.DEVNULL, timeout=60)
+        waited = time.monotonic() - start
+    finally:
+        holder.wait()
+    assert out.stdout.split() == ["ACTIVATED"], (out.stdout, out.stderr)
+    assert waited > 1.5, f"sourcing returned after {waited:.1f} s while the lock was held"
 
 
 def test_a_failed_build_leaves_the_shell_as_it_was(tmp_path):
