@@ -87,3 +87,17 @@ def test_backpropagation_through_fixed_steps_counts_one_backward_evaluation_per_
     h = pd.DataFrame({"nfe_forward": [16, 16], "nfe_backward": [0, 0]})
     assert count_backward(h, "autograd").nfe_backward.tolist() == [16, 16]
     assert count_backward(h, "adjoint").nfe_backward.tolist() == [0, 0] and h.nfe_backward.tolist() == [0, 0]
+
+
+def test_with_both_weights_zero_the_rnode_arm_is_the_vanilla_arm_bit_for_bit():
+    """Notebook 03's null knob (lambda_kinetic = lambda_jacobian = 0): the RNODE arm trains exactly the vanilla
+    RK4 model, so every claim there (a ratio >= 1.1 or a strictly smaller gap) fails."""
+    torch.set_num_threads(1)
+    common = dict(steps=3, hidden=(8, 8), batch_size=32, n_train=200, n_test=64, n_val=32, eval_every=3,
+                  solver="rk4", step_size=0.25, eval_tol=1e-4)
+    vanilla = train_flow("8gaussians", label="vanilla", **common)
+    null = train_flow("8gaussians", kinetic=0.0, jacobian=0.0, label="RNODE", **common)
+    for a, b in zip(vanilla.model.parameters(), null.model.parameters()):
+        assert torch.equal(a, b)
+    rows = summarize([vanilla, null])
+    assert rows.iloc[0].eval_nfe == rows.iloc[1].eval_nfe and rows.iloc[0].solver_gap == rows.iloc[1].solver_gap
