@@ -1,72 +1,113 @@
-"""Time-to-NLL: wall seconds and NFE for vanilla FFJORD and RNODE to reach a target test NLL.
+"""Time-to-NLL under RNODE's protocol: training cost for vanilla FFJORD and RNODE to reach a target NLL.
 
-Both runs use the same data, seed, network, solver and budget (``cnflib.rnode.train_flow``);
-the test NLL (dopri5 at ``--eval-tol``) is measured every ``--eval-every`` steps. The target is
-``--target`` or, by default, the worse of the two runs' best NLL plus ``--slack`` nats (so both reach
-it before their last evaluation). Prints one
-table with the ratio RNODE / vanilla.
+Three arms on the same data, seed, network and number of steps (``cnflib.rnode.train_flow`` /
+``train_image_flow``): vanilla and RNODE trained with a fixed-step solver (``--solver rk4
+--step-size 0.25``, RNODE's MNIST setting, Finlay et al. 2020), and vanilla trained with dopri5 at
+``--tol`` (FFJORD's adaptive training). Every arm is scored with dopri5 at ``--eval-tol`` (exact trace
+on 2-D; Hutchinson on images) on a validation split every ``--eval-every`` steps and on the test split
+at the end. The target is ``--target`` or, by default on a 2-D set with a known density, the true NLL of
+the validation points + 0.2 nats (notebook 03's); otherwise the worst of the arms' best validation NLL
+(bits/dim on images) among the arms within 0.05 of the best, plus ``--slack`` (0.02 on images).
+Prints, per seed, one table: target, training steps, wall and CPU seconds and NFE to reach it,
+evaluation NFE, final test NLL and the gap between the training solver's NLL and the exact one.
 
-    python benchmarks/rnode_time_to_nll.py                       # ~2 min on 2 idle CPU cores
-    python benchmarks/rnode_time_to_nll.py --dataset checkerboard --steps 1000 --kinetic 1 --jacobian 1
+    python benchmarks/rnode_time_to_nll.py                                   # 2-D, 8gaussians, seed 0
+    python benchmarks/rnode_time_to_nll.py --setting digits --seeds 0 1 2    # 8x8 digits, multiscale CNF
+    python benchmarks/rnode_time_to_nll.py --dataset checkerboard --steps 1500 --kinetic 0.1 --jacobian 0.1
+
+The RK4 arms backpropagate through their steps (one backward NFE counted per forward one,
+``cnflib.rnode.count_backward``); the dopri5 arm uses the adjoint.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import time
 
 import pandas as pd
 import torch
 
-from cnflib.rnode import FlowRun, train_flow
+from cnflib.data import toy
+from cnflib.rnode import cost_to_reach, summarize, summarize_images, train_flow, train_image_flow
 
 
-def reach(run: FlowRun, target: float) -> dict[str, float]:
-    """Steps, cumulative wall seconds and training NFE at the first evaluation with NLL <= target."""
-    h = run.history
-    evals = h.eval_nll.dropna()
-    hit = evals[evals <= target]
-    if hit.empty:
-        return {"best_nll": evals.min(), "steps": math.nan, "seconds": math.nan, "nfe_forward": math.nan,
-                "nfe_total": math.nan}
-    step = hit.index[0]
-    upto = h.loc[:step]
-    return {"best_nll": evals.min(), "steps": step, "seconds": upto.seconds.iloc[-1],
-            "nfe_forward": upto.nfe_forward.sum(), "nfe_total": upto.nfe_forward.sum() + upto.nfe_backward.sum()}
+def arms(a: argparse.Namespace) -> list[tuple[str, dict]]:
+    fixed = dict(solver=a.solver, step_size=a.step_size)
+    return [("vanilla " + a.solver, fixed), ("RNODE " + a.solver, dict(kinetic=a.kinetic, jacobian=a.jacobian, **fixed)),
+            ("vanilla dopri5", dict(solver="dopri5"))]
+
+
+def run_seed(a: argparse.Namespace, seed: int) -> tuple[pd.DataFrame, float]:
+    images = a.setting == "digits"
+    if images:
+        common = dict(steps=a.steps, scales=2, hidden=(a.width, a.width), tol=a.tol, eval_tol=a.eval_tol, lr=a.lr,
+                      batch_size=a.batch_size, seed=seed, eval_every=a.eval_every, n_test=None, n_val=None)
+        runs = [train_image_flow("digits", label=label, **common, **arm) for label, arm in arms(a)]
+        final, column, nll = summarize_images(runs), "eval_bpd", "test_bpd"
+    else:
+        common = dict(steps=a.steps, hidden=(a.width,) * 3, tol=a.tol, eval_tol=a.eval_tol, lr=a.lr,
+                      batch_size=a.batch_size, seed=seed, eval_every=a.eval_every, n_test=2000, n_val=500)
+        runs = [train_flow(a.dataset, label=label, **common, **arm) for label, arm in arms(a)]
+        final, column, nll = summarize(runs), "eval_nll", "test_nll"
+    bests = [r.history[column].min() for r in runs]
+    if a.target is not None:
+        target = a.target
+    elif not images and a.dataset in toy.KNOWN_DENSITY:
+        target = toy.true_nll(a.dataset, runs[0].x_val) + 0.2
+    else:
+        target = max(b for b in bests if b <= min(bests) + 0.05) + (a.slack if a.slack is not None else (0.02 if images else 0.05))
+    table = pd.DataFrame({r.label: cost_to_reach(r.history, target, column) for r in runs}).T
+    table.insert(0, "target", target)
+    table["eval_nfe"] = final.eval_nfe
+    table["final_" + nll] = final[nll]
+    table["solver_gap"] = final.solver_gap
+    return table, target
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="pinwheel")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--eval-every", type=int, default=20)
-    p.add_argument("--kinetic", type=float, default=0.3)
-    p.add_argument("--jacobian", type=float, default=0.3)
-    p.add_argument("--T", type=float, default=1.0)
+    p.add_argument("--setting", choices=["2d", "digits"], default="2d")
+    p.add_argument("--dataset", default="8gaussians", help="2-D set (--setting 2d)")
+    p.add_argument("--steps", type=int, default=None, help="default: 200 (2d), 120 (digits): notebook 03's tutorial preset")
+    p.add_argument("--eval-every", type=int, default=None, help="default: steps / 10 (2d), steps / 6 (digits)")
+    p.add_argument("--kinetic", type=float, default=None, help="default: 0.1 (2d), 0.01 (digits, the paper's)")
+    p.add_argument("--jacobian", type=float, default=None, help="default: as --kinetic")
+    p.add_argument("--solver", default="rk4")
+    p.add_argument("--step-size", type=float, default=0.25)
     p.add_argument("--tol", type=float, default=1e-5)
     p.add_argument("--eval-tol", type=float, default=1e-5)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=None, help="default: 5e-3 (2d), 3e-3 (digits)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 128 (2d), 64 (digits)")
+    p.add_argument("--width", type=int, default=None, help="hidden width: default 32 (2d), 16 (digits)")
     p.add_argument("--target", type=float, default=None)
-    p.add_argument("--slack", type=float, default=0.05)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--slack", type=float, default=None, help="default: 0.02 (digits), 0.05")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
+    images = a.setting == "digits"
+    a.steps = a.steps or (120 if images else 200)
+    a.eval_every = a.eval_every or max(a.steps // (6 if images else 10), 1)
+    a.kinetic = a.kinetic if a.kinetic is not None else (0.01 if images else 0.1)
+    a.jacobian = a.jacobian if a.jacobian is not None else a.kinetic
+    a.lr = a.lr or (3e-3 if images else 5e-3)
+    a.batch_size = a.batch_size or (64 if images else 128)
+    a.width = a.width or (16 if images else 32)
     torch.set_num_threads(a.threads)
-
-    common = dict(steps=a.steps, T=a.T, tol=a.tol, eval_tol=a.eval_tol, lr=a.lr, batch_size=a.batch_size,
-                  seed=a.seed, eval_every=a.eval_every, n_test=1000)
-    runs = [train_flow(a.dataset, **common),
-            train_flow(a.dataset, kinetic=a.kinetic, jacobian=a.jacobian, **common)]
-    target = a.target if a.target is not None else max(r.history.eval_nll.min() for r in runs) + a.slack
-    table = pd.DataFrame({r.label: reach(r, target) for r in runs}).T
-    table["s_per_iter"] = [r.history.seconds.iloc[-1] / len(r.history) for r in runs]
-    ratio = table.iloc[1] / table.iloc[0]
-    ratio["best_nll"] = table.best_nll.iloc[1] - table.best_nll.iloc[0]
-    table.loc["RNODE / vanilla (best_nll: difference)"] = ratio
-    print(f"{a.dataset}, {a.steps} steps, T={a.T}, train tol {a.tol:g}, eval tol {a.eval_tol:g}, "
-          f"seed {a.seed}, {a.threads} thread(s); target test NLL {target:.3f} nats")
-    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 140):
-        print(table.to_string())
+    what = "8x8 digits, bits/dim" if images else f"{a.dataset}, nats"
+    for seed in a.seeds:
+        start = time.perf_counter()
+        table, target = run_seed(a, seed)
+        extra = "" if images or a.dataset not in toy.KNOWN_DENSITY else (
+            f"; true NLL of the test points {toy.true_nll(a.dataset, toy.splits(a.dataset, 10, 2000, seed)[1]):.3f}")
+        print(f"\n{what}; {a.steps} steps, {a.solver} step {a.step_size:g} vs dopri5 {a.tol:g}, eval dopri5 "
+              f"{a.eval_tol:g}, λK={a.kinetic:g} λJ={a.jacobian:g}, seed {seed}, {a.threads} thread(s): "
+              f"target {target:.3f}{extra} ({time.perf_counter() - start:.0f} s)")
+        with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 160):
+            print(table.to_string())
+        reached = table.nfe_total.dropna()
+        if len(reached) and not math.isnan(table.nfe_total.iloc[1]):
+            print("vanilla arms' NFE / RNODE's to reach the target:",
+                  {k: round(v / table.nfe_total.iloc[1], 2) for k, v in reached.items()})
 
 
 if __name__ == "__main__":

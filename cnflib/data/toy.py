@@ -188,9 +188,28 @@ def modes(name: str) -> tuple[Tensor, Tensor]:
     return m.centers.clone(), m.stds.clone()
 
 
+KNOWN_DENSITY: tuple[str, ...] = (*MIXTURE_NAMES, "checkerboard")  # sets with an exact log_density
+
+
+def _checkerboard_log_density(x: Tensor) -> Tensor:
+    """Checkerboard: uniform on the 8 cells (x1//2 + x2//2 even) of side 2 in [-4, 4)^2, total area 32."""
+    u = x / 2
+    inside = (u >= -2).all(1) & (u < 2).all(1) & ((torch.floor(u[:, 0]) + torch.floor(u[:, 1])) % 2 == 0)
+    return torch.where(inside, torch.full_like(u[:, 0], -math.log(32.0)), torch.full_like(u[:, 0], -math.inf))
+
+
 def log_density(name: str, x: Tensor) -> Tensor:
-    """Exact log-density (nats) of a mixture-type set at ``x``: Tensor[n, d] -> Tensor[n]."""
+    """Exact log-density (nats) of a set of ``KNOWN_DENSITY`` (the mixtures and checkerboard) at
+    ``x``: Tensor[n, d] -> Tensor[n] (``-inf`` off a checkerboard's support)."""
+    if check_choice("dataset with a known density", name, KNOWN_DENSITY) == "checkerboard":
+        return _checkerboard_log_density(x)
     return mixture(name).log_density(x)
+
+
+def true_nll(name: str, x: Tensor) -> float:
+    """Mean NLL (nats) of points ``x`` [n, d] under the true density of ``name``: the floor that a
+    model's test NLL on the same points approaches (the entropy, up to sampling error)."""
+    return float(-log_density(name, x).mean())
 
 
 def dim(name: str) -> int:
