@@ -3,7 +3,8 @@ a step budget (:mod:`~cnflib.core.odes`); continuous normalizing flows (:mod:`~c
 the one flow result type (:mod:`~cnflib.core.flow`), vector fields, base distributions, image
 transforms, density checks and the one training loop, :func:`~cnflib.core.train.fit`."""
 from cnflib.core.cnf import CNF, CNFDynamics, Regularizer, SolverOptions, exact_divergence
-from cnflib.core.density import gaussian_fit_log_prob, grid_mass, hutchinson_variance, mean_nll, nll_evaluator
+from cnflib.core.density import (gaussian_fit_log_prob, grid_mass, hutchinson_variance, mean_nll, nll_evaluator,
+                                 sliced_wasserstein)
 from cnflib.core.distributions import (StandardNormal, diagonal_gaussian_log_prob, gaussian_kl, gaussian_log_likelihood,
                                        standard_normal_log_prob)
 from cnflib.core.flow import BaseDistribution, FlowOutput
@@ -14,7 +15,7 @@ from cnflib.core.vector_fields import ACTIVATIONS, ConcatSquashLinear, ConcatSqu
 
 __all__ = [
     "CNF", "CNFDynamics", "Regularizer", "SolverOptions", "exact_divergence",
-    "gaussian_fit_log_prob", "grid_mass", "hutchinson_variance", "mean_nll", "nll_evaluator",
+    "gaussian_fit_log_prob", "grid_mass", "hutchinson_variance", "mean_nll", "nll_evaluator", "sliced_wasserstein",
     "StandardNormal", "diagonal_gaussian_log_prob", "gaussian_kl", "gaussian_log_likelihood", "standard_normal_log_prob",
     "BaseDistribution", "FlowOutput",
     "BudgetedField", "CountingField", "StepBudgetExceeded", "neural_ode", "solve",

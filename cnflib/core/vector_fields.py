@@ -54,8 +54,11 @@ def activation_jvp(activation: nn.Module, x: Tensor, y: Tensor, v: Tensor) -> Te
 
 
 def time_column(t: Tensor, like: Tensor) -> Tensor:
-    """Scalar time (shape [] or [1]) as a [1, 1] tensor of ``like``'s dtype and device."""
-    return torch.as_tensor(t).reshape(1, 1).to(like)
+    """Time as a column of ``like``'s dtype and device: a scalar (shape [] or [1]) -> [1, 1] (one time
+    for the whole batch, as in an ODE solve); one time per sample (shape [n] or [n, 1]) -> [n, 1]
+    (as flow matching evaluates the field, see :mod:`cnflib.flowmatching`)."""
+    t = torch.as_tensor(t)
+    return t.reshape(1, 1).to(like) if t.numel() == 1 else t.reshape(-1, 1).to(like)
 
 
 class ConcatSquashLinear(nn.Module):
