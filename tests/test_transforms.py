@@ -12,6 +12,13 @@ def test_dequantize_stays_in_its_bin():
     assert torch.equal(torch.floor(u * 17).to(torch.uint8), x)
 
 
+def test_dequantize_centred_is_the_same_noise_shifted_by_a_half():
+    x = torch.randint(0, 17, (100, 1, 8, 8), dtype=torch.uint8)
+    u = transforms.dequantize(x, 17, torch.Generator().manual_seed(0))
+    c = transforms.dequantize_centred(x, 17, torch.Generator().manual_seed(0))
+    assert torch.equal(c, u - 0.5) and c.min() >= -0.5 and c.max() < 0.5
+
+
 def test_logit_log_det_matches_autograd():
     x = torch.rand(3, 1, 2, 2, dtype=torch.float64)
     y, log_det = transforms.logit_transform(x, alpha=0.05)

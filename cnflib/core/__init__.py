@@ -10,7 +10,7 @@ from cnflib.core.distributions import (StandardNormal, diagonal_gaussian_log_pro
 from cnflib.core.flow import BaseDistribution, FlowOutput
 from cnflib.core.odes import BudgetedField, CountingField, StepBudgetExceeded, neural_ode, solve
 from cnflib.core.train import draw_batch, fit, flow_loss, late_mean, seed_everything, step_seed
-from cnflib.core.transforms import bits_per_dim, dequantize, inverse_logit_transform, logit_transform, squeeze, unsqueeze
+from cnflib.core.transforms import bits_per_dim, dequantize, dequantize_centred, inverse_logit_transform, logit_transform, squeeze, unsqueeze
 from cnflib.core.vector_fields import ACTIVATIONS, ConcatSquashLinear, ConcatSquashMLP, ConcatSquashStack, TimeConcatMLP
 
 __all__ = [
@@ -20,6 +20,6 @@ __all__ = [
     "BaseDistribution", "FlowOutput",
     "BudgetedField", "CountingField", "StepBudgetExceeded", "neural_ode", "solve",
     "draw_batch", "fit", "flow_loss", "late_mean", "seed_everything", "step_seed",
-    "bits_per_dim", "dequantize", "inverse_logit_transform", "logit_transform", "squeeze", "unsqueeze",
+    "bits_per_dim", "dequantize", "dequantize_centred", "inverse_logit_transform", "logit_transform", "squeeze", "unsqueeze",
     "ACTIVATIONS", "ConcatSquashLinear", "ConcatSquashMLP", "ConcatSquashStack", "TimeConcatMLP",
 ]

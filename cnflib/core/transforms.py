@@ -1,11 +1,11 @@
 """Transforms between discrete images and a flow's continuous space, and their log-determinants.
 
 Images are kept as integer levels; a flow sees them through :func:`dequantize` (uniform noise,
-scaled into [0, 1)) and usually :func:`logit_transform`. Likelihoods of discrete images are
-reported in bits per dimension with :func:`bits_per_dim`, which accounts for the scaling, so
-that the figure is that of the discrete data (Theis et al. 2016; FFJORD and Glow report it so).
-:func:`squeeze` is the space-to-depth permutation of RealNVP (Dinh et al. 2017, Fig. 3) used by
-the multiscale CNF and Glow.
+scaled into [0, 1)) and usually :func:`logit_transform` (CNFs), or :func:`dequantize_centred` (Glow).
+Likelihoods of discrete images are reported in bits per dimension with :func:`bits_per_dim`, which
+accounts for the scaling, so that the figure is that of the discrete data (Theis et al. 2016; FFJORD
+and Glow report it so). :func:`squeeze` is the space-to-depth permutation of RealNVP (Dinh et al.
+2017, Fig. 3) used by the multiscale CNF and Glow.
 """
 from __future__ import annotations
 
@@ -20,6 +20,16 @@ def dequantize(x: Tensor, levels: int, generator: Optional[torch.Generator] = No
     """Uniform dequantization: integer levels x [...] -> ``(x + u) / levels`` in [0, 1), u ~ U[0, 1)."""
     noise = torch.rand(x.shape, generator=generator).to(x.device)
     return (x.float() + noise) / levels
+
+
+def dequantize_centred(x: Tensor, levels: int, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Glow's input scaling: integer levels x [...] -> ``(x + u) / levels - 1/2`` in [-1/2, 1/2), u ~ U[0, 1).
+
+    :func:`dequantize` shifted to be centred at zero (Kingma & Dhariwal 2018, whose code feeds
+    ``x / levels - 0.5`` plus uniform noise to the flow); the shift has unit Jacobian, so
+    :func:`bits_per_dim` applies unchanged.
+    """
+    return dequantize(x, levels, generator) - 0.5
 
 
 def logit_transform(x: Tensor, alpha: float = 0.05) -> tuple[Tensor, Tensor]:

@@ -23,6 +23,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -34,7 +35,7 @@ from torch import Tensor
 from cnflib.core._validation import check_choice
 from cnflib.core.flow import FlowOutput
 from cnflib.core.train import draw_batch, step_seed
-from cnflib.core.transforms import dequantize
+from cnflib.core.transforms import dequantize_centred
 from cnflib.models.glow import FlowSequence, glow
 from cnflib.parts.schedules import Bounds, part_bounds
 
@@ -75,9 +76,10 @@ class PipelineConfig:
         if self.model == "glow":
             from cnflib.data import images
 
-            data = images.digits("train").x
-            flow = glow((1, 8, 8), blocks=self.blocks, steps=self.flow_steps, hidden=self.hidden, seed=self.seed)
-            preprocess: Callable[[Tensor], Tensor] = lambda x: dequantize(x, 17) - 0.5  # noqa: E731
+            train = images.digits("train")
+            data = train.x
+            flow = glow(train.event_shape, blocks=self.blocks, steps=self.flow_steps, hidden=self.hidden, seed=self.seed)
+            preprocess: Callable[[Tensor], Tensor] = partial(dequantize_centred, levels=train.levels)
         else:
             from cnflib.data import toy
             from cnflib.models.stacked_cnf import stacked_cnf
