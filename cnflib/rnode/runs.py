@@ -246,15 +246,29 @@ def train_image_flow(dataset: str, *, kinetic: float = 0.0, jacobian: float = 0.
     return ImageFlowRun(label, model, count_backward(history, sensitivity), test, eval_tol, seed)
 
 
+@contextlib.contextmanager
+def common_probes(seed: int) -> Iterator[None]:
+    """Draw the Hutchinson probes of the solves inside from the global RNG reseeded by ``seed``, and restore
+    its state after: two evaluations of the same model under it use the same probes (and, with
+    :func:`cnflib.models.image_flow.evaluate`'s fixed dequantization, give the same figures)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
+
+
 def summarize_images(runs: Sequence[ImageFlowRun]) -> pd.DataFrame:
     """One row per image run: test bits/dim (dopri5 at the run's ``eval_tol``) and its NFE, the test
     bits/dim under the run's training solver and the gap, total training NFE, late forward NFE per
-    iteration (last 10%), training wall and CPU seconds."""
+    iteration (last 10%), training wall and CPU seconds. Every evaluation draws its probes by
+    :func:`common_probes` (the run's seed): the gap compares the two solves with the same probes, and two
+    runs that trained the same model (e.g. RNODE at both weights 0 and vanilla) get the same row."""
     rows = []
     for run in runs:
         h = run.history
-        exact = exact_image_evaluation(run.model, run.test, run.eval_tol, run.seed)
-        own = evaluate(run.model, run.test, None, run.seed)["bpd"]
+        with common_probes(run.seed):
+            exact = exact_image_evaluation(run.model, run.test, run.eval_tol, run.seed)
+        with common_probes(run.seed):
+            own = evaluate(run.model, run.test, None, run.seed)["bpd"]
         rows.append({"run": run.label, "test_bpd": exact["bpd"], "eval_nfe": exact["nfe"], "train_solver_bpd": own,
                      "solver_gap": own - exact["bpd"], "nfe_total": run.total_nfe,
                      "late_nfe_forward": late_mean(h.nfe_forward),
