@@ -6,7 +6,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from cnflib.sparse import Modes, flow_hessian, hessian_stats, hutchinson_trace, lanczos, loss_hvp, mode_report, power_iteration
+from cnflib.sparse import (Modes, extreme_eigenvalues, flow_hessian, hessian_stats, hutchinson_trace, lanczos, loss_hvp,
+                           mode_report, power_iteration)
 from cnflib.core import CNF, ConcatSquashMLP
 from cnflib.sparse.pruning import prune_model
 
@@ -65,6 +66,48 @@ def test_power_iteration_lanczos_and_hutchinson_on_a_matrix():
     assert abs(trace - a.trace().item()) < 4 * stderr + 1e-6
 
 
+def test_hessian_stats_lambda_max_is_the_top_even_when_lambda_min_dominates():
+    # |λ_min| = 3 > λ_max = 1: power iteration converges to -3; the reported λ_max is the top Ritz value
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(12, 12, generator=g))
+    a = (q * torch.linspace(-3.0, 1.0, 12)) @ q.T
+    assert power_iteration(quadratic_hvp(a), 12, iters=500, tol=1e-9, generator=g)[0] == pytest.approx(-3.0, rel=1e-3)
+    stats = hessian_stats(quadratic_hvp(a), 12, power_iters=500, trace_samples=4, lanczos_steps=12)
+    assert stats.lambda_max == pytest.approx(1.0, rel=1e-4) and stats.lambda_min == pytest.approx(-3.0, rel=1e-4)
+    assert stats.converged is None and math.isnan(stats.lambda_max_residual)
+    assert 4 + 12 < stats.matvecs <= 500 + 4 + 12
+    converged = hessian_stats(quadratic_hvp(a), 12, trace_samples=4, lanczos_steps=12, eigensolver="eigsh")
+    assert converged.lambda_max == pytest.approx(1.0, rel=1e-4) and converged.lambda_min == pytest.approx(-3.0, rel=1e-4)
+    assert converged.converged and converged.matvecs == 12 + 4 + 12  # n <= ncv: the dense spectrum from 12 products
+    assert set(converged.as_dict()) == {"lambda_max", "trace", "trace_stderr", "lambda_min", "kappa"}
+    assert converged.as_dict(detail=True)["matvecs"] == converged.matvecs
+    with pytest.raises(ValueError, match="valid: lanczos, eigsh"):
+        hessian_stats(quadratic_hvp(a), 12, eigensolver="arpack")
+
+
+def test_eigsh_ends_of_a_near_singular_spectrum_in_bounded_products():
+    # a network-like spectrum: two outliers and 2,998 eigenvalues clustered at 0 (λ_min = -1e-3 at its edge)
+    n = 3000
+    d = torch.cat([torch.tensor([5.0]), torch.linspace(-1e-3, 1e-3, n - 1)])
+    result = extreme_eigenvalues(lambda v: d * v, n, tol=1e-4, maxiter=30, ncv=20)
+    assert result.converged and result.matvecs <= 2 * 20 * 31
+    assert result.lambda_max == pytest.approx(5.0, rel=1e-4)
+    assert abs(result.lambda_min - -1e-3) <= 1e-4 * (5.0 + 1e-3)  # accuracy relative to the spectrum's width
+    for value, residual in ((result.lambda_max, result.lambda_max_residual), (result.lambda_min, result.lambda_min_residual)):
+        assert (d.double() - value).abs().min() <= residual + 1e-7  # Weyl: an eigenvalue within the residual
+
+
+def test_eigsh_without_convergence_warns_and_returns_bounds():
+    n = 3000
+    d = torch.linspace(0.0, 1.0, n)  # no gap at either end: one restart cannot reach tol 1e-8
+    with pytest.warns(RuntimeWarning, match="did not reach tol"):
+        result = extreme_eigenvalues(lambda v: d * v, n, tol=1e-8, maxiter=1, ncv=20)
+    assert not result.converged and result.matvecs <= 2 * 20 * 2 + 2
+    assert 0.0 < result.lambda_max <= 1.0 + 1e-6 and 0.0 - 1e-6 <= result.lambda_min < 1.0  # Rayleigh-quotient bounds
+    for value, residual in ((result.lambda_max, result.lambda_max_residual), (result.lambda_min, result.lambda_min_residual)):
+        assert (d.double() - value).abs().min() <= residual + 1e-6
+
+
 def small_flow() -> tuple[CNF, torch.Tensor]:
     torch.manual_seed(0)
     cnf = CNF(ConcatSquashMLP(2, hidden=(4,), activation="softplus"), solver="rk4", steps=2, sensitivity="autograd")
@@ -106,6 +149,23 @@ def test_flow_hessian_matches_the_exact_hessian():
     assert abs(stats.trace - eig.sum().item()) < 4 * stats.trace_stderr
     positive = eig[eig > 1e-6 * top]
     assert stats.condition == pytest.approx((eig[-1] / positive.min()).item(), rel=1e-2)
+
+
+def test_eigsh_extremes_and_trace_match_the_exact_hessian_of_a_flow():
+    cnf, x = small_flow()
+    eig = torch.linalg.eigvalsh(exact_hessian(cnf, x).double())
+    n = len(eig)
+    hvp, _ = loss_hvp(cnf, lambda: -cnf.log_prob(x).mean())
+    result = extreme_eigenvalues(hvp, n, tol=1e-6, maxiter=50, ncv=10)  # ncv < n: ARPACK, not the dense path
+    width = (eig[-1] - eig[0]).item()
+    assert result.converged and result.matvecs <= 2 * 10 * 51
+    assert result.lambda_max == pytest.approx(eig[-1].item(), rel=1e-5)
+    assert abs(result.lambda_min - eig[0].item()) <= 1e-5 * width
+    assert result.lambda_max_residual < 1e-5 * width and result.lambda_min_residual < 1e-5 * width
+    stats = flow_hessian(cnf, x, eigensolver="eigsh", tol=1e-6, trace_samples=400, lanczos_steps=n, positive_tol=1e-6)
+    assert stats.lambda_max == pytest.approx(eig[-1].item(), rel=1e-5) and stats.converged
+    assert abs(stats.trace - eig.sum().item()) < 4 * stats.trace_stderr
+    assert stats.trace_stderr < 0.1 * abs(eig.sum().item())  # 400 probes resolve the trace's sign and size
 
 
 def test_hessian_of_a_pruned_flow_is_restricted_to_remaining_weights():
