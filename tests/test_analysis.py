@@ -6,7 +6,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from cnflib.sparse import (Modes, extreme_eigenvalues, flow_hessian, hessian_stats, hutchinson_trace, lanczos, loss_hvp,
+from cnflib.data import toy
+from cnflib.data.toy import GaussianMixture
+from cnflib.sparse import (LEVELS, Modes, extreme_eigenvalues, flow_hessian, hessian_stats, hutchinson_trace, lanczos, loss_hvp,
                            mode_report, power_iteration)
 from cnflib.core import CNF, ConcatSquashMLP
 from cnflib.sparse.pruning import prune_model
@@ -41,6 +43,59 @@ def test_far_samples_are_bad():
     modes = Modes(torch.zeros(1, 2), torch.eye(2)[None])
     report = mode_report(torch.full((10, 2), 100.0), modes)
     assert all(v == 0.0 for v in report.good.values()) and report.missing == [0]
+
+
+def test_modes_from_mixture_are_the_generating_ones_in_any_coordinates():
+    mix = toy.mixture("gaussians_spiral")
+    modes = Modes.from_mixture("gaussians_spiral")
+    torch.testing.assert_close(modes.means, mix.centers)
+    torch.testing.assert_close(modes.covariances, mix.stds[:, None, None] ** 2 * torch.eye(2))
+    torch.testing.assert_close(modes.target(), torch.full((10,), 0.1, dtype=torch.float64))
+    x = mix.sample(2_000, torch.Generator().manual_seed(0))
+    raw = modes.distances(x, "mahalanobis")
+    torch.testing.assert_close(modes.distances(x), raw, atol=1e-4, rtol=1e-5)  # isotropic: the two metrics agree
+    loc, scale = x.mean(0), x.std(0)  # the notebooks' standardization, anisotropic
+    standardized = Modes.from_mixture(mix, loc, scale)
+    torch.testing.assert_close(standardized.means, (mix.centers - loc) / scale)
+    # Mahalanobis distances do not change with the coordinates; the directional ones do
+    torch.testing.assert_close(standardized.distances((x - loc) / scale, "mahalanobis"), raw, atol=1e-4, rtol=1e-5)
+    assert (standardized.distances((x - loc) / scale) - raw).abs().max() > 0.1
+    with pytest.raises(ValueError, match="valid: directional, mahalanobis"):
+        modes.distances(x, "euclidean")
+
+
+def test_samples_of_the_mixture_capture_every_mode_with_mass_kl_near_zero():
+    mix, modes = toy.mixture("gaussians_spiral"), Modes.from_mixture("gaussians_spiral")
+    report = mode_report(mix.sample(20_000, torch.Generator().manual_seed(0)), modes, metric="mahalanobis",
+                         min_count=100)
+    assert set(report.captured) == set(LEVELS) and all(c == 10 for c in report.captured.values())
+    assert report.missing == [] and report.mass == pytest.approx([0.1] * 10, abs=0.01)
+    for k in LEVELS:  # 2-D: P(‖x − μ‖/σ ≤ k) = 1 − exp(−k²/2) (the modes are far apart)
+        assert report.good[k] == pytest.approx(1 - math.exp(-k * k / 2), abs=0.01)
+        assert 0 <= report.mass_kl[k] < 0.005  # E[KL] ≈ (K − 1)/(2N): ≤ 2e-3 for N ≥ 2,350 good samples
+    assert report.as_dict()["kl@3"] == report.mass_kl[3.0]
+
+
+def test_a_collapsed_sampler_misses_modes_and_has_large_mass_kl():
+    mix, modes = toy.mixture("gaussians_spiral"), Modes.from_mixture("gaussians_spiral")
+    g = torch.Generator().manual_seed(1)
+    half = GaussianMixture(mix.centers[:5], mix.stds[:5], torch.full((5,), 0.2))  # only 5 of the 10 modes
+    report = mode_report(half.sample(20_000, g), modes, metric="mahalanobis")
+    assert all(c == 5 for c in report.captured.values()) and report.missing == [5, 6, 7, 8, 9]
+    for k in LEVELS:  # evenly on m of K modes: KL = log(K/m)
+        assert report.mass_kl[k] == pytest.approx(math.log(2), abs=0.01)
+    # most mass on one mode, a trickle on the others: every mode "captured" at min_count 1, yet KL is large
+    skewed = GaussianMixture(mix.centers, mix.stds, torch.tensor([0.91] + [0.01] * 9))
+    report = mode_report(skewed.sample(20_000, g), modes, metric="mahalanobis")
+    assert report.captured[3.0] == 10
+    exact = 0.91 * math.log(9.1) + 9 * 0.01 * math.log(0.1)
+    assert report.mass_kl[3.0] == pytest.approx(exact, abs=0.02)
+    assert mode_report(skewed.sample(20_000, g), modes, min_count=500).captured[3.0] == 1
+    # blurred modes (std doubled): all captured, mass even, but few good samples: 1 − exp(−k²/8)
+    blur = mode_report(GaussianMixture(mix.centers, 2 * mix.stds, mix.weights).sample(20_000, g), modes,
+                       metric="mahalanobis")
+    assert blur.captured[1.0] == 10 and blur.mass_kl[3.0] < 0.005
+    assert blur.good[1.0] == pytest.approx(1 - math.exp(-1 / 8), abs=0.01)
 
 
 # -- Hessian ---------------------------------------------------------------------------------------------
@@ -162,7 +217,7 @@ def test_eigsh_extremes_and_trace_match_the_exact_hessian_of_a_flow():
     assert result.lambda_max == pytest.approx(eig[-1].item(), rel=1e-5)
     assert abs(result.lambda_min - eig[0].item()) <= 1e-5 * width
     assert result.lambda_max_residual < 1e-5 * width and result.lambda_min_residual < 1e-5 * width
-    stats = flow_hessian(cnf, x, eigensolver="eigsh", tol=1e-6, trace_samples=400, lanczos_steps=n, positive_tol=1e-6)
+    stats = flow_hessian(cnf, x, eigensolver="eigsh", tol=1e-6, trace_samples=400, lanczos_steps=10)
     assert stats.lambda_max == pytest.approx(eig[-1].item(), rel=1e-5) and stats.converged
     assert abs(stats.trace - eig.sum().item()) < 4 * stats.trace_stderr
     assert stats.trace_stderr < 0.1 * abs(eig.sum().item())  # 400 probes resolve the trace's sign and size

@@ -2,7 +2,7 @@
 training and saving, prune-retrain sweeps, the mode-collapse metric and Hessian spectra."""
 from cnflib.sparse.hessian import (EIGENSOLVERS, ExtremeEigenvalues, HessianStats, extreme_eigenvalues, flow_hessian,
                                    hessian_stats, hutchinson_trace, lanczos, loss_hvp, power_iteration)
-from cnflib.sparse.modes import LEVELS, ModeReport, Modes, mode_report, mode_table
+from cnflib.sparse.modes import LEVELS, METRICS, ModeReport, Modes, mass_kl, mode_report, mode_table
 from cnflib.sparse.pruning import (METHODS, ParameterCount, PruneSweep, clone, count_parameters, effective,
                                    prunable_layers, prune_model, prune_retrain, prune_structured, prune_unstructured,
                                    restore_masks)
@@ -10,7 +10,7 @@ from cnflib.sparse.pruning import (METHODS, ParameterCount, PruneSweep, clone, c
 __all__ = [
     "EIGENSOLVERS", "ExtremeEigenvalues", "HessianStats", "extreme_eigenvalues", "flow_hessian", "hessian_stats",
     "hutchinson_trace", "lanczos", "loss_hvp", "power_iteration",
-    "LEVELS", "ModeReport", "Modes", "mode_report", "mode_table",
+    "LEVELS", "METRICS", "ModeReport", "Modes", "mass_kl", "mode_report", "mode_table",
     "METHODS", "ParameterCount", "PruneSweep", "clone", "count_parameters", "effective", "prunable_layers",
     "prune_model", "prune_retrain", "prune_structured", "prune_unstructured", "restore_masks",
 ]
