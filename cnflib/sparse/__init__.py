@@ -4,13 +4,13 @@ from cnflib.sparse.hessian import (EIGENSOLVERS, ExtremeEigenvalues, HessianStat
                                    hessian_stats, hutchinson_trace, lanczos, loss_hvp, power_iteration)
 from cnflib.sparse.modes import LEVELS, METRICS, ModeReport, Modes, mass_kl, mode_report, mode_table
 from cnflib.sparse.pruning import (METHODS, ParameterCount, PruneSweep, clone, count_parameters, effective,
-                                   prunable_layers, prune_model, prune_retrain, prune_structured, prune_unstructured,
-                                   restore_masks)
+                                   effective_parameters, prunable_layers, prune_model, prune_retrain, prune_structured,
+                                   prune_unstructured, restore_masks)
 
 __all__ = [
     "EIGENSOLVERS", "ExtremeEigenvalues", "HessianStats", "extreme_eigenvalues", "flow_hessian", "hessian_stats",
     "hutchinson_trace", "lanczos", "loss_hvp", "power_iteration",
     "LEVELS", "METRICS", "ModeReport", "Modes", "mass_kl", "mode_report", "mode_table",
-    "METHODS", "ParameterCount", "PruneSweep", "clone", "count_parameters", "effective", "prunable_layers",
-    "prune_model", "prune_retrain", "prune_structured", "prune_unstructured", "restore_masks",
+    "METHODS", "ParameterCount", "PruneSweep", "clone", "count_parameters", "effective", "effective_parameters",
+    "prunable_layers", "prune_model", "prune_retrain", "prune_structured", "prune_unstructured", "restore_masks",
 ]
