@@ -8,8 +8,8 @@ from torch.func import functional_call
 
 from cnflib.data import toy
 from cnflib.data.toy import GaussianMixture
-from cnflib.sparse import (LEVELS, Modes, extreme_eigenvalues, flow_hessian, hessian_stats, hutchinson_trace, lanczos, loss_hvp,
-                           mode_report, power_iteration)
+from cnflib.sparse import (LEVELS, Modes, extreme_eigenvalues, flow_hessian, hessian_stats, hutchinson_trace, lanczos,
+                           loss_hvp, mode_report, power_iteration)
 from cnflib.core import CNF, ConcatSquashMLP
 from cnflib.sparse.pruning import prune_model
 
@@ -132,7 +132,8 @@ def test_hessian_stats_lambda_max_is_the_top_even_when_lambda_min_dominates():
     assert stats.converged is None and math.isnan(stats.lambda_max_residual)
     assert 4 + 12 < stats.matvecs <= 500 + 4 + 12
     converged = hessian_stats(quadratic_hvp(a), 12, trace_samples=4, lanczos_steps=12, eigensolver="eigsh")
-    assert converged.lambda_max == pytest.approx(1.0, rel=1e-4) and converged.lambda_min == pytest.approx(-3.0, rel=1e-4)
+    assert converged.lambda_max == pytest.approx(1.0, rel=1e-4)
+    assert converged.lambda_min == pytest.approx(-3.0, rel=1e-4)
     assert converged.converged and converged.matvecs == 12 + 4 + 12  # n <= ncv: the dense spectrum from 12 products
     assert set(converged.as_dict()) == {"lambda_max", "trace", "trace_stderr", "lambda_min", "kappa"}
     assert converged.as_dict(detail=True)["matvecs"] == converged.matvecs
@@ -148,7 +149,8 @@ def test_eigsh_ends_of_a_near_singular_spectrum_in_bounded_products():
     assert result.converged and result.matvecs <= 2 * 20 * 31
     assert result.lambda_max == pytest.approx(5.0, rel=1e-4)
     assert abs(result.lambda_min - -1e-3) <= 1e-4 * (5.0 + 1e-3)  # accuracy relative to the spectrum's width
-    for value, residual in ((result.lambda_max, result.lambda_max_residual), (result.lambda_min, result.lambda_min_residual)):
+    for value, residual in ((result.lambda_max, result.lambda_max_residual),
+                            (result.lambda_min, result.lambda_min_residual)):
         assert (d.double() - value).abs().min() <= residual + 1e-7  # Weyl: an eigenvalue within the residual
 
 
@@ -159,7 +161,8 @@ def test_eigsh_without_convergence_warns_and_returns_bounds():
         result = extreme_eigenvalues(lambda v: d * v, n, tol=1e-8, maxiter=1, ncv=20)
     assert not result.converged and result.matvecs <= 2 * 20 * 2 + 2
     assert 0.0 < result.lambda_max <= 1.0 + 1e-6 and 0.0 - 1e-6 <= result.lambda_min < 1.0  # Rayleigh-quotient bounds
-    for value, residual in ((result.lambda_max, result.lambda_max_residual), (result.lambda_min, result.lambda_min_residual)):
+    for value, residual in ((result.lambda_max, result.lambda_max_residual),
+                            (result.lambda_min, result.lambda_min_residual)):
         assert (d.double() - value).abs().min() <= residual + 1e-6
 
 

@@ -230,7 +230,7 @@ def extreme_eigenvalues(hvp: HVP, n: int, *, tol: float = 1e-3, maxiter: int = 3
     mu, res_min, ok_min = _largest(shifted, tol=tol, maxiter=maxiter, ncv=ncv, v0=rng.standard_normal(n))
     if not (ok_max and ok_min):
         warnings.warn(f"eigsh did not reach tol={tol:g} within maxiter={maxiter} restarts "
-                      f"(λ_max {'converged' if ok_max else 'not converged'}, λ_min {'converged' if ok_min else 'not converged'}); "
+                      f"(λ_max {'' if ok_max else 'not '}converged, λ_min {'' if ok_min else 'not '}converged); "
                       "returning the best estimates with their residuals", RuntimeWarning, stacklevel=2)
     return ExtremeEigenvalues(lam_max, lam_max - mu, res_max, res_min, top.calls + shifted.calls, ok_max and ok_min)
 
@@ -266,7 +266,8 @@ class HessianStats:
                "lambda_min": self.lambda_min, "kappa": self.condition}
         if detail:
             out.update(lambda_max_residual=self.lambda_max_residual, lambda_min_residual=self.lambda_min_residual,
-                       matvecs=float(self.matvecs), converged=float("nan") if self.converged is None else float(self.converged))
+                       matvecs=float(self.matvecs),
+                       converged=float("nan") if self.converged is None else float(self.converged))
         return out
 
 

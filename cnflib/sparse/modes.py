@@ -6,7 +6,8 @@ data (:meth:`Modes.from_data`, which truncates modes that overlap). A sample's d
 measured in standard deviations, by one of two metrics:
 
 * ``"directional"`` (VEEGAN's, the default): ``‖x − μ‖`` over the mode's standard deviation along
-  ``u = (x − μ)/‖x − μ‖``,  ``d(x, μ, Σ) = ‖x − μ‖ / sqrt(uᵀ Σ u) = ‖x − μ‖² / sqrt((x − μ)ᵀ Σ (x − μ))``;
+  ``u = (x − μ)/‖x − μ‖``,
+  ``d(x, μ, Σ) = ‖x − μ‖ / sqrt(uᵀ Σ u) = ‖x − μ‖² / sqrt((x − μ)ᵀ Σ (x − μ))``;
 * ``"mahalanobis"``: ``d(x, μ, Σ) = sqrt((x − μ)ᵀ Σ⁻¹ (x − μ))``, invariant under affine changes of
   coordinates (e.g. standardization); for isotropic ``Σ = σ² I`` both equal ``‖x − μ‖ / σ``.
 

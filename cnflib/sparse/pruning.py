@@ -331,7 +331,8 @@ def prune_retrain(model: Optional[nn.Module], data: Tensor, ratios: Sequence[flo
             row.update({key: source[key] for key in controls_from.table.columns if key.startswith("control_")})
         else:
             row["control_train_seconds"] = float(history["seconds"].iloc[-1]) if len(history) else float("nan")
-            row.update({f"control_{key}": value for key, value in (measure(control) if metrics is None else metrics).items()})
+            values = measure(control) if metrics is None else metrics
+            row.update({f"control_{key}": value for key, value in values.items()})
         sweep.controls[ratio] = clone(control)
         sweep.control_histories[ratio] = history
 
