@@ -8,8 +8,8 @@ from torch.func import functional_call
 
 from cnflib.data import toy
 from cnflib.data.toy import GaussianMixture
-from cnflib.sparse import (LEVELS, Modes, extreme_eigenvalues, flow_hessian, hessian_stats, hutchinson_trace, lanczos,
-                           loss_hvp, mode_report, power_iteration)
+from cnflib.sparse import (LEVELS, Modes, extreme_eigenvalues, flow_hessian, hessian_stats, hutchinson_trace,
+                           hutchpp_trace, lanczos, loss_hvp, mode_report, power_iteration)
 from cnflib.core import CNF, ConcatSquashMLP
 from cnflib.sparse.pruning import prune_model
 
@@ -141,6 +141,24 @@ def test_hessian_stats_lambda_max_is_the_top_even_when_lambda_min_dominates():
         hessian_stats(quadratic_hvp(a), 12, eigensolver="arpack")
 
 
+def test_hutchpp_trace_is_unbiased_with_honest_errors_and_beats_hutchinson_on_outliers():
+    g = torch.Generator().manual_seed(2)
+    q, _ = torch.linalg.qr(torch.randn(60, 60, generator=g))
+    eig = torch.cat([torch.tensor([100.0, 40.0, -20.0]), torch.linspace(-1.0, 1.0, 57)])  # outliers, as in networks
+    a = (q * eig) @ q.T
+    exact = eig.sum().item()
+    plain = [hutchinson_trace(quadratic_hvp(a), 60, samples=30, generator=g) for _ in range(200)]
+    sketched = [hutchpp_trace(quadratic_hvp(a), 60, samples=30, generator=g) for _ in range(200)]
+    for results in (plain, sketched):  # unbiased, and ±2 se covers the truth about 95% of the time
+        estimates = torch.tensor([t for t, _ in results])
+        errors = torch.tensor([se for _, se in results])
+        assert abs(estimates.mean().item() - exact) < 4 * estimates.std().item() / 200**0.5
+        assert 0.88 <= ((estimates - exact).abs() <= 2 * errors).float().mean().item() <= 1.0
+    assert torch.tensor([se for _, se in sketched]).median() < 0.2 * torch.tensor([se for _, se in plain]).median()
+    trace, stderr = hutchpp_trace(quadratic_hvp(a[:5, :5]), 5, samples=15, generator=g)  # samples >= 3n: exact
+    assert trace == pytest.approx(a[:5, :5].trace().item(), abs=1e-5) and stderr == 0.0
+
+
 def test_eigsh_ends_of_a_near_singular_spectrum_in_bounded_products():
     # a network-like spectrum: two outliers and 2,998 eigenvalues clustered at 0 (λ_min = -1e-3 at its edge)
     n = 3000
@@ -224,6 +242,9 @@ def test_eigsh_extremes_and_trace_match_the_exact_hessian_of_a_flow():
     assert stats.lambda_max == pytest.approx(eig[-1].item(), rel=1e-5) and stats.converged
     assert abs(stats.trace - eig.sum().item()) < 4 * stats.trace_stderr
     assert stats.trace_stderr < 0.1 * abs(eig.sum().item())  # 400 probes resolve the trace's sign and size
+    sketched = flow_hessian(cnf, x, eigensolver="eigsh", trace_samples=45, lanczos_steps=10, trace_estimator="hutch++")
+    assert abs(sketched.trace - eig.sum().item()) < 4 * sketched.trace_stderr + 1e-4
+    assert sketched.trace_stderr < stats.trace_stderr  # 45 products against 400
 
 
 def test_hessian_of_a_pruned_flow_is_restricted_to_remaining_weights():
