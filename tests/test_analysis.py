@@ -9,7 +9,7 @@ from torch.func import functional_call
 from cnflib.data import toy
 from cnflib.data.toy import GaussianMixture
 from cnflib.sparse import (LEVELS, Modes, extreme_eigenvalues, flow_hessian, hessian_stats, hutchinson_trace,
-                           hutchpp_trace, lanczos, loss_hvp, mode_report, power_iteration)
+                           hutchpp_trace, lanczos, loss_hvp, mode_report, power_iteration, spectrum_convergence)
 from cnflib.core import CNF, ConcatSquashMLP
 from cnflib.sparse.pruning import prune_model
 
@@ -182,6 +182,18 @@ def test_eigsh_without_convergence_warns_and_returns_bounds():
     for value, residual in ((result.lambda_max, result.lambda_max_residual),
                             (result.lambda_min, result.lambda_min_residual)):
         assert (d.double() - value).abs().min() <= residual + 1e-6
+
+
+def test_spectrum_convergence_tables():
+    a = random_symmetric(40)
+    exact = torch.linalg.eigvalsh(a.double())
+    eigen, trace = spectrum_convergence(quadratic_hvp(a), 40, tols=(1e-2, 1e-5), probes=(30, 120), seed=3)
+    assert list(eigen.index) == [1e-2, 1e-5] and list(trace.index) == [30, 120]
+    assert eigen.converged.all() and (eigen.matvecs > 0).all()
+    assert eigen.lambda_max.tolist() == pytest.approx([exact[-1].item()] * 2, rel=1e-2)
+    assert eigen.lambda_min[1e-5] == pytest.approx(exact[0].item(), abs=1e-4)
+    assert (abs(trace.trace - a.trace().item()) < 4 * trace.trace_stderr + 1e-4).all()
+    assert trace.matvecs.tolist() == [30, 120]
 
 
 def small_flow() -> tuple[CNF, torch.Tensor]:

@@ -29,9 +29,10 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import Tensor, nn
@@ -353,6 +354,34 @@ def hessian_stats(hvp: HVP, n: int, *, power_iters: int = 50, trace_samples: int
     positive = ritz[ritz > positive_tol * top]
     lam_pos = float(positive.min()) if len(positive) else float("nan")
     return HessianStats(top, trace, stderr, bottom, lam_pos, top / lam_pos, n, *residuals, calls[0], converged)
+
+
+def spectrum_convergence(hvp: HVP, n: int, *, tols: Sequence[float] = (1e-2, 1e-3, 1e-4),
+                         probes: Sequence[int] = (50, 100, 200), maxiter: int = 30,
+                         trace_estimator: str = "hutch++", seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Whether the curvature estimates are stable as the solver's accuracy and the probes grow.
+
+    Returns two tables: ``eigen``, one row per ``tol`` (:func:`extreme_eigenvalues`: ``lambda_max``,
+    ``lambda_min``, their residuals, ``matvecs``, ``converged``), and ``trace``, one row per probe
+    count (``trace``, ``trace_stderr``, ``matvecs``; independent probes of seed ``seed + row``), by
+    ``trace_estimator`` (``"hutchinson"`` or ``"hutch++"``). Stable estimates change by less than
+    their residuals resp. standard errors from row to row.
+    """
+    check_choice("trace estimator", trace_estimator, TRACE_ESTIMATORS)
+    estimate = hutchinson_trace if trace_estimator == "hutchinson" else hutchpp_trace
+    eigen = []
+    for tol in tols:
+        with warnings.catch_warnings(record=True):  # non-convergence is a column here
+            warnings.simplefilter("always")
+            result = extreme_eigenvalues(hvp, n, tol=tol, maxiter=maxiter, seed=seed)
+        eigen.append({"tol": tol, "lambda_max": result.lambda_max, "lambda_max_residual": result.lambda_max_residual,
+                      "lambda_min": result.lambda_min, "lambda_min_residual": result.lambda_min_residual,
+                      "matvecs": result.matvecs, "converged": result.converged})
+    traces = []
+    for row, count in enumerate(probes):
+        trace, stderr = estimate(hvp, n, count, torch.Generator().manual_seed(seed + row))
+        traces.append({"probes": count, "trace": trace, "trace_stderr": stderr, "matvecs": count})
+    return pd.DataFrame(eigen).set_index("tol"), pd.DataFrame(traces).set_index("probes")
 
 
 def flow_hessian(model: nn.Module, x: Tensor, **kwargs) -> HessianStats:
