@@ -198,3 +198,13 @@ def test_matched_control_is_dense_equally_trained_and_shared_across_criteria():
         prune_retrain(None, DATA, [0.5], dense=sweep.models[0.0], controls_from=sweep, **kwargs)
     with pytest.raises(ValueError, match="same dense model"):
         prune_retrain(None, DATA, [0.5, 0.8], dense=sweep.models[0.5], controls_from=sweep, **kwargs)
+
+
+def test_matched_control_stages_have_their_own_checkpoints_and_reload(tmp_path):
+    kwargs = dict(train_steps=2, batch_size=64, seed=0, evaluate=_nll, matched_control=True,
+                  checkpoint=tmp_path / "run.pt")
+    first = prune_retrain(small_cnf(), DATA, [0.5], **kwargs)
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["run-control0.5.pt", "run-dense.pt", "run-pruned0.5.pt"]
+    again = prune_retrain(small_cnf(), DATA, [0.5], **kwargs)  # every stage is loaded, not retrained
+    pd.testing.assert_series_equal(again.table["control_nll"], first.table["control_nll"])
+    pd.testing.assert_series_equal(again.table["nll"], first.table["nll"])
