@@ -307,7 +307,7 @@ class HessianStats:
 
 def hessian_stats(hvp: HVP, n: int, *, power_iters: int = 50, trace_samples: int = 50, lanczos_steps: int = 30,
                   positive_tol: float = 1e-3, seed: int = 0, eigensolver: str = "lanczos", tol: float = 1e-3,
-                  maxiter: int = 30, trace_estimator: str = "hutchinson") -> HessianStats:
+                  maxiter: int = 30, ncv: Optional[int] = None, trace_estimator: str = "hutchinson") -> HessianStats:
     """λ_max, λ_min, tr(H) ± se and κ of the symmetric operator ``hvp`` on R^n (see module docstring).
 
     ``eigensolver`` picks how the extreme eigenvalues are found:
@@ -318,8 +318,8 @@ def hessian_stats(hvp: HVP, n: int, *, power_iters: int = 50, trace_samples: int
       the true one (and ``λ_min`` an upper bound), tight only once the runs converge; power
       iteration alone finds the largest-*magnitude* eigenvalue, which is ``λ_min`` when
       ``|λ_min| > λ_max``, hence the maximum with the Ritz value.
-    * ``"eigsh"``: converged by :func:`extreme_eigenvalues` (``tol``, ``maxiter``), with residuals and
-      a convergence flag; no power iteration.
+    * ``"eigsh"``: converged by :func:`extreme_eigenvalues` (``tol``, ``maxiter``, ``ncv``), with
+      residuals and a convergence flag; no power iteration.
 
     In both, ``tr(H)`` is estimated from ``trace_samples`` products by ``trace_estimator``:
     ``"hutchinson"`` (default, :func:`hutchinson_trace`) or ``"hutch++"`` (:func:`hutchpp_trace`, far
@@ -339,7 +339,7 @@ def hessian_stats(hvp: HVP, n: int, *, power_iters: int = 50, trace_samples: int
     generator = torch.Generator().manual_seed(seed)
     extremes: Optional[ExtremeEigenvalues] = None
     if eigensolver == "eigsh":
-        extremes = extreme_eigenvalues(counted, n, tol=tol, maxiter=maxiter, seed=seed)
+        extremes = extreme_eigenvalues(counted, n, tol=tol, maxiter=maxiter, ncv=ncv, seed=seed)
     else:
         lam_power, _ = power_iteration(counted, n, power_iters, generator=generator)
     trace, stderr = (hutchinson_trace if trace_estimator == "hutchinson" else hutchpp_trace)(counted, n, trace_samples,
