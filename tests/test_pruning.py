@@ -1,10 +1,11 @@
 """Pruning masks: counts, persistence through training and checkpoints, structure, ratio 0."""
+import pandas as pd
 import pytest
 import torch
 
 from cnflib.core import CNF, ConcatSquashMLP, TimeConcatMLP
-from cnflib.sparse.pruning import (METHODS, count_parameters, effective, prunable_layers, prune_model, prune_retrain,
-                            restore_masks)
+from cnflib.sparse.pruning import (METHODS, count_parameters, effective, effective_parameters, prunable_layers,
+                                   prune_model, prune_retrain, restore_masks)
 from cnflib.core.train import fit, load_checkpoint
 
 DATA = torch.randn(256, 2)
@@ -154,3 +155,56 @@ def test_forward_mode_tangents_follow_pruned_weights(method):
     z, v, t = torch.randn(5, 2), torch.randn(1, 5, 2), torch.tensor(0.2)
     expected = torch.autograd.functional.jvp(lambda zz: field(t, zz), z, v[0])[1]
     torch.testing.assert_close(field.jvp(t, z, v)[1][0], expected)
+
+
+def _nll(model) -> dict[str, float]:
+    return {"nll": -model.log_prob(DATA[:32]).mean().item()}
+
+
+def test_matched_control_at_ratio_zero_ends_identical_to_the_pruned_flow():
+    # ratios that remove no weight: every pruned flow is its matched dense control, step for step
+    sweep = prune_retrain(small_cnf(), DATA, [1e-9, 2e-9], method="unstructured", train_steps=2, retrain_steps=3,
+                          batch_size=64, lr=1e-2, optimizer="adamw", weight_decay=0.1, seed=3,
+                          lr_schedule=lambda step: 0.5 ** step, evaluate=_nll, matched_control=True)
+    assert sweep.table["steps"].tolist() == [0, 3, 6]
+    assert sorted(sweep.controls) == [0.0, 1e-9, 2e-9]
+    for ratio in (1e-9, 2e-9):
+        pruned, control = effective_parameters(sweep.models[ratio]), effective_parameters(sweep.controls[ratio])
+        assert pruned.keys() == control.keys()
+        assert all(torch.equal(pruned[key], control[key]) for key in pruned)
+        assert len(sweep.control_histories[ratio]) == len(sweep.histories[ratio]) == 3
+        assert sweep.table.nll[ratio] == sweep.table.control_nll[ratio]
+        assert count_parameters(sweep.controls[ratio]).ratio == 0.0
+    # and they did train: the retrained flows differ from the dense one
+    assert sweep.table.nll[2e-9] != sweep.table.nll[0.0]
+
+
+def test_matched_control_is_dense_equally_trained_and_shared_across_criteria():
+    kwargs = dict(train_steps=2, retrain_steps=2, batch_size=64, seed=1, evaluate=_nll)
+    plain = prune_retrain(small_cnf(), DATA, [0.5, 0.8], **kwargs)
+    assert "steps" not in plain.table and not any(c.startswith("control_") for c in plain.table) and not plain.controls
+    sweep = prune_retrain(small_cnf(), DATA, [0.5, 0.8], matched_control=True, **kwargs)
+    pd.testing.assert_frame_equal(sweep.table[["params", "nll"]], plain.table[["params", "nll"]])  # same pruned runs
+    assert sweep.table["control_nll"][0.0] == sweep.table["nll"][0.0]
+    for ratio in (0.5, 0.8):
+        assert count_parameters(sweep.controls[ratio]).ratio == 0.0
+        assert len(sweep.control_histories[ratio]) == len(sweep.histories[ratio]) == 2
+    assert sweep.table["control_nll"][0.5] != sweep.table["control_nll"][0.8]  # the control keeps training
+    shared = prune_retrain(None, DATA, [0.5, 0.8], method="structured", dense=sweep.models[0.0], controls_from=sweep,
+                           **kwargs)
+    pd.testing.assert_series_equal(shared.table["control_nll"], sweep.table["control_nll"])
+    assert shared.table["steps"].tolist() == [0, 2, 4] and shared.table["nll"][0.8] != sweep.table["nll"][0.8]
+    with pytest.raises(ValueError, match="matched controls for ratios"):
+        prune_retrain(None, DATA, [0.5], dense=sweep.models[0.0], controls_from=sweep, **kwargs)
+    with pytest.raises(ValueError, match="same dense model"):
+        prune_retrain(None, DATA, [0.5, 0.8], dense=sweep.models[0.5], controls_from=sweep, **kwargs)
+
+
+def test_matched_control_stages_have_their_own_checkpoints_and_reload(tmp_path):
+    kwargs = dict(train_steps=2, batch_size=64, seed=0, evaluate=_nll, matched_control=True,
+                  checkpoint=tmp_path / "run.pt")
+    first = prune_retrain(small_cnf(), DATA, [0.5], **kwargs)
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["run-control0.5.pt", "run-dense.pt", "run-pruned0.5.pt"]
+    again = prune_retrain(small_cnf(), DATA, [0.5], **kwargs)  # every stage is loaded, not retrained
+    pd.testing.assert_series_equal(again.table["control_nll"], first.table["control_nll"])
+    pd.testing.assert_series_equal(again.table["nll"], first.table["nll"])

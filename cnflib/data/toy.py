@@ -36,6 +36,11 @@ class GaussianMixture:
         noise = torch.randn(n, self.centers.shape[1], generator=generator)
         return self.centers[component] + noise * self.stds[component, None]
 
+    def covariances(self) -> Tensor:
+        """Each component's covariance ``σ_j² I``: Tensor[k, d, d]."""
+        d = self.centers.shape[1]
+        return self.stds[:, None, None] ** 2 * torch.eye(d, dtype=self.centers.dtype)
+
     def log_density(self, x: Tensor) -> Tensor:
         """Exact log-density of points ``x``: Tensor[n, d] -> Tensor[n] (nats)."""
         d = self.centers.shape[1]

@@ -14,7 +14,9 @@ pruned weights stay zero through optimizer steps, checkpoints and reloads:
 weights, not the small time hyper-networks or biases) that are removed, counted over the whole
 model, so that both criteria share one x-axis. :func:`prune_retrain` runs the iterative
 schedule of the paper: train, then repeatedly prune to the next ratio and retrain with the
-learning-rate schedule replayed from its start.
+learning-rate schedule replayed from its start; with ``matched_control=True`` it also trains, at
+every ratio, a dense control for exactly the same cumulative steps and schedule, so that pruning is
+compared with equal training rather than with the (less trained) dense starting point.
 """
 from __future__ import annotations
 
@@ -191,28 +193,62 @@ def clone(model: nn.Module) -> nn.Module:
 class PruneSweep:
     """Result of :func:`prune_retrain`: one row per prune ratio in ``table`` (ratio, parameters,
     training time and the ``evaluate`` metrics), the trained ``models`` by ratio, and each
-    stage's training ``histories``."""
+    stage's training ``histories``. With ``matched_control``: the dense ``controls`` by ratio (the
+    dense model itself at ratio 0), their ``control_histories``, and in ``table`` the columns
+    ``steps`` (cumulative training steps after the dense stage, the same for a pruned flow and its
+    control), ``control_<metric>`` and ``control_train_seconds``."""
 
     method: str
     table: pd.DataFrame
     models: dict[float, nn.Module] = field(default_factory=dict)
     histories: dict[float, pd.DataFrame] = field(default_factory=dict)
+    controls: dict[float, nn.Module] = field(default_factory=dict)
+    control_histories: dict[float, pd.DataFrame] = field(default_factory=dict)
 
 
 def stage_checkpoint(path: Union[str, Path], label: str) -> Path:
-    """The checkpoint of one stage of :func:`prune_retrain`: ``run.pt`` -> ``run-dense.pt``, ``run-pruned0.5.pt``."""
+    """The checkpoint of one stage of :func:`prune_retrain`: ``run.pt`` -> ``run-dense.pt``, ``run-pruned0.5.pt``,
+    ``run-control0.5.pt`` (the matched dense control of ratio 0.5)."""
     path = Path(path)
     return path.with_name(f"{path.stem}-{label}{path.suffix}")
 
 
-def prune_retrain(model: nn.Module, data: Tensor, ratios: Sequence[float], *, method: str = "unstructured",
+def effective_parameters(model: nn.Module) -> dict[str, Tensor]:
+    """Every parameter as the model computes with it (``orig * mask`` for pruned ones), by dotted name."""
+    out = {}
+    for path, module in model.named_modules():
+        for name, _ in module.named_parameters(recurse=False):
+            base = name.removesuffix("_orig")
+            out[f"{path}.{base}" if path else base] = effective(module, base)
+    return out
+
+
+def _same_state(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two (possibly differently masked) models compute with the same parameters."""
+    sa, sb = effective_parameters(a), effective_parameters(b)
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def prune_retrain(model: Optional[nn.Module], data: Tensor, ratios: Sequence[float], *, method: str = "unstructured",
                   train_steps: int, retrain_steps: Optional[int] = None,
                   evaluate: Optional[Callable[[nn.Module], dict[str, float]]] = None,
-                  dense: Optional[nn.Module] = None, **fit_kwargs: Any) -> PruneSweep:
+                  dense: Optional[nn.Module] = None, matched_control: bool = False,
+                  controls_from: Optional[PruneSweep] = None, **fit_kwargs: Any) -> PruneSweep:
     """Train ``model`` densely, then for each ratio in increasing order prune to it and retrain.
 
     Each retraining is a fresh :func:`cnflib.core.train.fit` call with the same optimizer settings and
     ``lr_schedule`` (``fit_kwargs``), i.e. the schedule is replayed from its start, as in the paper.
+    After the i-th ratio the pruned flow has been trained ``train_steps + i · retrain_steps`` steps.
+
+    With ``matched_control``, a dense copy of the dense model is trained alongside: at the i-th ratio
+    it has had exactly the same stages (the dense training, then i retrainings of ``retrain_steps``
+    steps, each a fresh ``fit`` with the same ``fit_kwargs``: same schedule replayed, same seed, hence
+    the same minibatches), without pruning. The pruned-vs-control difference at a ratio is then the
+    effect of pruning at equal training; against the dense row it mixes in the extra training.
+    The control carries all-ones masks on the tensors ``method`` prunes (it is dense: ratio 0), so that
+    it computes with the same arithmetic; at a ratio that removes no weight (unstructured, e.g. 1e-9)
+    a pruned flow and its control end bit for bit identical. (Structured pruning at any ratio > 0
+    removes at least one neuron per hidden layer.)
 
     Arguments:
         model: the model to train and prune in place (its final state is the largest ratio).
@@ -224,48 +260,106 @@ def prune_retrain(model: nn.Module, data: Tensor, ratios: Sequence[float], *, me
         evaluate: ``evaluate(model) -> metrics`` run after each stage (e.g. test NLL).
         dense: an already trained dense model to start from (its copy is pruned); then ``model``
             is ignored and no dense training happens, so several criteria can share one dense run.
+        matched_control: also train the matched dense control at every ratio (default False: as before,
+            no control, and the table has no ``steps`` / ``control_*`` columns).
+        controls_from: a sweep with ``matched_control`` from the same dense model and ratios (e.g. the
+            other criterion's): its controls are reused instead of retrained (implies ``matched_control``);
+            the control depends on the dense model, the ratios' count and ``fit_kwargs``, not on the criterion
+            (up to the last bit: its masks are those of the sweep it was trained in).
         fit_kwargs: passed to :func:`~cnflib.core.train.fit` (batch_size, lr, lr_schedule, seed, ...).
             A ``checkpoint`` path ``<dir>/<name><.ext>`` gives each stage its own file,
-            ``<name>-dense<.ext>`` and ``<name>-pruned<ratio><.ext>`` (see :func:`stage_checkpoint`).
+            ``<name>-dense<.ext>``, ``<name>-pruned<ratio><.ext>`` and ``<name>-control<ratio><.ext>``
+            (see :func:`stage_checkpoint`).
 
     Returns:
         A :class:`PruneSweep` whose table has a row for ratio 0 (dense) and every ratio.
+
+    Raises:
+        ValueError: bad ratios or method, or ``controls_from`` does not match (ratios, dense model, steps).
     """
     check_choice("pruning method", method, METHODS)
     ratios = [float(r) for r in ratios]
     if ratios != sorted(ratios) or any(not 0.0 < r < 1.0 for r in ratios):
         raise ValueError(f"ratios must be increasing and in (0, 1), got {ratios}")
+    retrain_steps = retrain_steps or train_steps
+    matched_control = matched_control or controls_from is not None
+    if controls_from is not None:
+        if not controls_from.controls or sorted(controls_from.controls) != [0.0, *ratios]:
+            raise ValueError(f"controls_from must hold matched controls for ratios {ratios}, it has "
+                             f"{sorted(controls_from.controls)}: run it with matched_control=True and the same ratios")
+        if dense is None or not _same_state(dense, controls_from.controls[0.0]):
+            raise ValueError("controls_from needs the same dense model: pass its dense model as dense=...")
+        if list(controls_from.table["steps"]) != [i * retrain_steps for i in range(len(ratios) + 1)]:
+            raise ValueError(f"controls_from was trained with other retrain_steps than {retrain_steps}")
     fit_kwargs.setdefault("progress", False)
     checkpoint = fit_kwargs.pop("checkpoint", None)
 
     def stage(label: str) -> dict[str, Any]:
         return {**fit_kwargs, "checkpoint": stage_checkpoint(checkpoint, label)} if checkpoint else fit_kwargs
+
+    def measure(m: nn.Module) -> dict[str, float]:
+        if evaluate is None:
+            return {}
+        m.eval()
+        with torch.no_grad():
+            out = evaluate(m)
+        m.train()
+        return out
+
     sweep = PruneSweep(method, pd.DataFrame())
     rows = []
 
-    def record(ratio: float, history: pd.DataFrame) -> None:
+    def record(ratio: float, history: pd.DataFrame) -> tuple[dict[str, Any], dict[str, float]]:
         count = count_parameters(model)
         seconds = float(history["seconds"].iloc[-1]) if len(history) else float("nan")
         row = {"ratio": ratio, "measured_ratio": count.ratio, "params": count.remaining,
                "prunable_params": count.prunable_remaining, "train_seconds": seconds,
                "s_per_iter": seconds / max(len(history), 1)}
-        if evaluate is not None:
-            model.eval()
-            with torch.no_grad():
-                row.update(evaluate(model))
-            model.train()
+        metrics = measure(model)
+        row.update(metrics)
         rows.append(row)
         sweep.models[ratio] = clone(model)
         sweep.histories[ratio] = history
+        return row, metrics
+
+    def record_control(row: dict[str, Any], step: int, control: nn.Module, history: pd.DataFrame,
+                       metrics: Optional[dict[str, float]] = None) -> None:
+        row["steps"] = step * retrain_steps
+        ratio = row["ratio"]
+        if controls_from is not None:
+            source = controls_from.table.loc[ratio]
+            row.update({key: source[key] for key in controls_from.table.columns if key.startswith("control_")})
+        else:
+            row["control_train_seconds"] = float(history["seconds"].iloc[-1]) if len(history) else float("nan")
+            values = measure(control) if metrics is None else metrics
+            row.update({f"control_{key}": value for key, value in values.items()})
+        sweep.controls[ratio] = clone(control)
+        sweep.control_histories[ratio] = history
 
     if dense is not None:
         model = clone(dense)
-        record(0.0, pd.DataFrame({"seconds": []}))
+        row, metrics = record(0.0, pd.DataFrame({"seconds": []}))
     else:
-        record(0.0, fit(model, data, steps=train_steps, desc=f"{method} dense", **stage("dense")))
-    for ratio in ratios:
+        row, metrics = record(0.0, fit(model, data, steps=train_steps, desc=f"{method} dense", **stage("dense")))
+    control: Optional[nn.Module] = None
+    if matched_control:  # at ratio 0 the control is the dense model itself
+        # all-ones masks on the tensors the method prunes: torch's pruning recomputes weight = orig · mask at
+        # every call, which sums gradients in another order (last-bit differences); with the same masks the
+        # control computes exactly as the pruned flow does, and equals it where pruning removes nothing
+        control = prune_model(clone(model), 0.0, method)
+        record_control(row, 0, control, sweep.histories[0.0], metrics)
+    for step, ratio in enumerate(ratios, start=1):
         prune_model(model, ratio, method)
-        record(ratio, fit(model, data, steps=retrain_steps or train_steps, desc=f"{method} {ratio:.0%}",
-                          **stage(f"pruned{ratio:g}")))
+        row, _ = record(ratio, fit(model, data, steps=retrain_steps, desc=f"{method} {ratio:.0%}",
+                                   **stage(f"pruned{ratio:g}")))
+        if control is None:
+            continue
+        if controls_from is not None:
+            control = controls_from.controls[ratio]
+            record_control(row, step, control, controls_from.control_histories[ratio])
+        else:
+            history = fit(control, data, steps=retrain_steps, desc=f"dense control {ratio:.0%}",
+                          **stage(f"control{ratio:g}"))
+            record_control(row, step, control, history)
     sweep.table = pd.DataFrame(rows).set_index("ratio")
     return sweep
