@@ -30,6 +30,8 @@ import torch
 from cnflib.data import toy
 from cnflib.rnode import cost_to_reach, summarize, summarize_images, train_flow, train_image_flow
 
+TUTORIAL_STEPS = {"8gaussians": 480, "gaussians6": 160}  # notebook 03's tutorial preset (per_dataset; else 240)
+
 
 def arms(a: argparse.Namespace) -> list[tuple[str, dict]]:
     fixed = dict(solver=a.solver, step_size=a.step_size)
@@ -68,8 +70,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--setting", choices=["2d", "digits"], default="2d")
     p.add_argument("--dataset", default="8gaussians", help="2-D set (--setting 2d)")
-    p.add_argument("--steps", type=int, default=None, help="default: 200 (2d), 120 (digits): notebook 03's tutorial preset")
-    p.add_argument("--eval-every", type=int, default=None, help="default: steps / 10 (2d), steps / 6 (digits)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="default: notebook 03's tutorial preset: 480 (8gaussians), 160 (gaussians6), 240 (other 2-D sets), 40 (digits)")
+    p.add_argument("--eval-every", type=int, default=None, help="default: steps / 10 (2d), steps / 4 (digits: notebook 03's 10 at 40 steps)")
     p.add_argument("--kinetic", type=float, default=None, help="default: 0.1 (2d), 0.01 (digits, the paper's)")
     p.add_argument("--jacobian", type=float, default=None, help="default: as --kinetic")
     p.add_argument("--solver", default="rk4")
@@ -85,8 +88,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     images = a.setting == "digits"
-    a.steps = a.steps or (120 if images else 200)
-    a.eval_every = a.eval_every or max(a.steps // (6 if images else 10), 1)
+    a.steps = a.steps or (40 if images else TUTORIAL_STEPS.get(a.dataset, 240))
+    a.eval_every = a.eval_every or max(a.steps // (4 if images else 10), 1)
     a.kinetic = a.kinetic if a.kinetic is not None else (0.01 if images else 0.1)
     a.jacobian = a.jacobian if a.jacobian is not None else a.kinetic
     a.lr = a.lr or (3e-3 if images else 5e-3)
