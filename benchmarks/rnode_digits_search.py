@@ -12,7 +12,7 @@ plots (one row per run; a partial search survives, the CSV is written after ever
 
     OMP_NUM_THREADS=1 python benchmarks/rnode_digits_search.py [--out data/rnode_digits_search.csv] [--seed 0] [--start 0]
 
-Sized for ~10 minutes on one thread (4 runs per cell, 20 runs): λ in {0.01, 0.1, 1}; lengths 40 and
+Sized for ~10 minutes on one thread (4 runs per cell, 20 runs; measured 506 s at load ~0.7): λ in {0.01, 0.1, 1}; lengths 40 and
 160 steps at RK4 steps 0.25 and 0.5, and 640 steps at step 0.5 only (cut: 640 steps at step 0.25, about
 8 more minutes; the two step sizes gave the same bits/dim and evaluation NFE to 0.001 at 40 and 160).
 """
