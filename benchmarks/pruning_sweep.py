@@ -11,7 +11,6 @@ that dense flow, and prints, per criterion and ratio: remaining parameters, test
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import pandas as pd
@@ -19,6 +18,7 @@ import torch
 
 from cnflib.data import toy
 from cnflib.core import CNF, ConcatSquashMLP
+from cnflib.core.train import cosine_schedule
 from cnflib.sparse.pruning import prune_retrain
 
 
@@ -36,7 +36,7 @@ def main(dataset: str = "gaussians_spiral", steps: int = 100, ratios: tuple[floa
             return {"nll": -model.log_prob(test).mean().item(), "nfe": model.nfe_forward}
 
     kwargs = dict(train_steps=steps, evaluate=evaluate, batch_size=512, lr=2e-2, weight_decay=1e-4,
-                  optimizer="adamw", seed=seed, lr_schedule=lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+                  optimizer="adamw", seed=seed, lr_schedule=cosine_schedule(steps))
     tables, sweep_seconds = [], {}
     dense = None
     for method in ("unstructured", "structured"):

@@ -1,8 +1,8 @@
 """Search for RNODE's saving on the 8x8 digits (notebook 03, issue 15): λ x training length x RK4 step.
 
 Around notebook 03's digits setting (``cnflib.rnode.train_image_flow``: multiscale CNF, 2 scales, one
-block per scale, 16-channel nets, Hutchinson trace, batch 64, lr 3e-3 with the notebook's cosine decay to
-0.1, seed 0), every (training length, RK4 step) cell trains one vanilla RK4 arm and one RNODE RK4 arm per
+block per scale, 16-channel nets, Hutchinson trace, batch 64, lr 3e-3 with the notebook's cosine decay to 0.1
+(``cnflib.core.train.cosine_schedule``), seed 0), every (training length, RK4 step) cell trains one vanilla RK4 arm and one RNODE RK4 arm per
 λ (λ_K = λ_J = λ) with the same seed, data stream and schedule. Each run is scored like the notebook:
 validation bits/dim and evaluation NFE (dopri5 at 1e-5, all validation images) every ``steps / 4``
 steps, test bits/dim and NFE at the end (``summarize_images``), training NFE and CPU seconds; the cost
@@ -19,13 +19,13 @@ Sized for ~10 minutes on one thread (4 runs per cell, 20 runs; measured 506 s at
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from cnflib.core.train import cosine_schedule
 from cnflib.rnode import cost_to_reach, summarize_images, train_image_flow
 
 LAMBDAS = (0.01, 0.1, 1.0)
@@ -34,15 +34,10 @@ IMAGE = dict(scales=2, blocks_per_scale=1, hidden=(16, 16), batch_size=64, lr=3e
              n_test=None, n_val=None)  # notebook 03's tutorial digits preset
 
 
-def cosine(total: int):
-    """Learning-rate multiplier of notebook 03: cosine decay from 1 to 0.1 over the run."""
-    return lambda step: 0.1 + 0.45 * (1 + math.cos(math.pi * min(step, total) / total))
-
-
 def run_cell(steps: int, step_size: float, seed: int, lambdas: tuple[float, ...] = LAMBDAS) -> list[dict]:
     """Vanilla RK4 and RNODE RK4 at each λ for one (length, step) cell; one row per run."""
     runs = [train_image_flow("digits", kinetic=lam, jacobian=lam, steps=steps, solver="rk4", step_size=step_size,
-                             seed=seed, eval_every=max(steps // 4, 1), lr_schedule=cosine(steps),
+                             seed=seed, eval_every=max(steps // 4, 1), lr_schedule=cosine_schedule(steps, 0.1),
                              label=f"λ={lam:g}", **IMAGE)
             for lam in (0.0, *lambdas)]
     final = summarize_images(runs)

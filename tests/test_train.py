@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from cnflib.core import CNF, ConcatSquashMLP
-from cnflib.core.train import fit, flow_loss, load_checkpoint
+from cnflib.core.train import cosine_schedule, fit, flow_loss, load_checkpoint
 
 
 def small_cnf() -> CNF:
@@ -94,3 +94,14 @@ def test_configure_trainer_gives_explicit_settings_for_fit():
     history = train.fit(torch.nn.Linear(1, 1), torch.randn(16, 1), steps=2, loss=squared_error, progress=False,
                         **settings)
     assert len(history) == 2
+
+
+def test_cosine_schedule_closed_form():
+    """1 at step 0, (1 + final) / 2 half-way, final at the end and after it; a bad length is refused."""
+    schedule = cosine_schedule(10, 0.1)
+    assert schedule(0) == pytest.approx(1.0)
+    assert schedule(5) == pytest.approx(0.55)
+    assert schedule(10) == pytest.approx(0.1) and schedule(25) == pytest.approx(0.1)
+    assert all(schedule(s) >= schedule(s + 1) for s in range(12))
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        cosine_schedule(0)

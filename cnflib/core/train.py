@@ -61,6 +61,15 @@ def step_seed(seed: int, step: int) -> int:
     return seed * 1_000_003 + step
 
 
+def cosine_schedule(steps: int, final: float = 0.0) -> Callable[[int], float]:
+    """Multiplier of the learning rate at step ``s`` (for ``fit(lr_schedule=...)``): cosine decay from 1
+    at step 0 to ``final`` at step ``steps`` (Loshchilov & Hutter 2017, SGDR, eq. 5 without restarts),
+    held at ``final`` after it."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    return lambda s: final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps))
+
+
 def late_mean(values: pd.Series, fraction: float = 0.1) -> float:
     """Mean of the last ``fraction`` of a history column (at least one row), e.g. the late
     forward NFE per iteration: how costly the learned dynamics are at the end of training."""

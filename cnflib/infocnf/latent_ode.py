@@ -8,13 +8,12 @@ Gaussian whose mean and log-std are a linear function of the labels ``y``, a lin
 """
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
-from cnflib.core.train import fit, seed_everything
+from cnflib.core.train import cosine_schedule, fit, seed_everything
 from cnflib.models.latent_ode import LatentODE, elbo_loss
 
 if TYPE_CHECKING:
@@ -58,11 +57,6 @@ ARMS: tuple[str, ...] = ("baseline", "partitioned", "shuffled", "no_head")
 """The four models of notebook 05: the plain Latent ODE; the partitioned one with the true labels;
 the same architecture with the training labels permuted across spirals (no information, same
 marginal); and the partitioned one with ``head_weight = 0`` (only the label prior shapes ``z_y``)."""
-
-
-def cosine_schedule(steps: int, final: float = 0.05) -> Callable[[int], float]:
-    """Multiplier of the learning rate at step ``s``: cosine decay from 1 to ``final`` over ``steps``."""
-    return lambda s: final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps))
 
 
 def arm_labels(kind: str, labels: Tensor, seed: int = 0) -> Tensor:
