@@ -2,17 +2,18 @@
 
 Around notebook 03's digits setting (``cnflib.rnode.train_image_flow``: multiscale CNF, 2 scales, one
 block per scale, 16-channel nets, Hutchinson trace, batch 64, lr 3e-3 with the notebook's cosine decay to 0.1
-(``cnflib.core.train.cosine_schedule``), seed 0), every (training length, RK4 step) cell trains one vanilla RK4 arm and one RNODE RK4 arm per
+(``cnflib.core.train.cosine_schedule``); the stored CSV has seeds 0 and 1), every (training length, RK4 step) cell trains one vanilla RK4 arm and one RNODE RK4 arm per
 λ (λ_K = λ_J = λ) with the same seed, data stream and schedule. Each run is scored like the notebook:
 validation bits/dim and evaluation NFE (dopri5 at 1e-5, all validation images) every ``steps / 4``
 steps, test bits/dim and NFE at the end (``summarize_images``), training NFE and CPU seconds; the cost
 to a common target per cell (``cost_to_reach`` on validation; target: the notebook's rule, the worst best
 validation bits/dim among the cell's arms within 0.05 of the best, + 0.02). Writes a CSV the notebook
-plots (one row per run; a partial search survives, the CSV is written after every run).
+plots (one row per run; a partial search survives, the CSV is written after every cell; a run at
+another ``--seed`` adds that seed's rows).
 
     OMP_NUM_THREADS=1 python benchmarks/rnode_digits_search.py [--out data/rnode_digits_search.csv] [--seed 0] [--start 0]
 
-Sized for ~10 minutes on one thread (4 runs per cell, 20 runs; measured 506 s at load ~0.7): λ in {0.01, 0.1, 1}; lengths 40 and
+Sized for ~10 minutes per seed on one thread (4 runs per cell, 20 runs; seed 0 measured 506 s at load ~0.7): λ in {0.01, 0.1, 1}; lengths 40 and
 160 steps at RK4 steps 0.25 and 0.5, and 640 steps at step 0.5 only (cut: 640 steps at step 0.25, about
 8 more minutes; the two step sizes gave the same bits/dim and evaluation NFE to 0.001 at 40 and 160).
 """
@@ -58,9 +59,17 @@ def run_cell(steps: int, step_size: float, seed: int, lambdas: tuple[float, ...]
 
 
 def main(out: str = "data/rnode_digits_search.csv", seed: int = 0, start: int = 0) -> pd.DataFrame:
-    """Run ``CELLS[start:]``; with ``start > 0`` the rows are appended to those already in ``out``."""
+    """Run ``CELLS[start:]`` at ``seed``. The rows of other seeds already in ``out`` are kept, and so, with
+    ``start > 0``, are this seed's rows of the first ``start`` cells; the rest of this seed's are replaced."""
     torch.set_num_threads(1)
-    rows: list[dict] = pd.read_csv(out).to_dict("records") if start else []
+    rows: list[dict] = []
+    if Path(out).exists():
+        old = pd.read_csv(out)
+        done = old.seed == seed
+        if start:
+            first = pd.Series(list(zip(old.steps, old.step_size)), index=old.index).isin(CELLS[:start])
+            done &= ~first
+        rows = old[~done].to_dict("records")
     for steps, step_size in CELLS[start:]:
         begin = time.perf_counter()
         rows += run_cell(steps, step_size, seed)
