@@ -28,7 +28,7 @@ SEARCH = [("default", {}), ("steps", {"steps": 1000}), ("n_spirals", {"n_spirals
 
 
 def run_point(steps: int, n_spirals: int, window: int, latent_dim: int, seed: int = 0, n_total: int = 250,
-              horizon: int = 25, lr: float = 1e-2, head_weight: float = 10.0, batch_size: int = 100) -> dict:
+              horizon: int = 25, lr: float = 1e-2, head_weight: float = 100.0, batch_size: int = 100) -> dict:
     """Train the baseline and the partitioned model at one setting; the paired test statistics."""
     data = make_spirals(n_spirals, n_total, window, horizon, test_fraction=0.4, placement="shared",
                         generator=torch.Generator().manual_seed(seed))

@@ -9,7 +9,7 @@ import torch
 from cnflib.data.timeseries import (A_MEAN, A_STD, B_MEAN, B_STD, make_spirals, spiral_paths,
                                     standardize_labels)
 from cnflib.core.distributions import gaussian_kl, gaussian_log_likelihood
-from cnflib.infocnf.latent_ode import PartitionedLatentODE
+from cnflib.infocnf.latent_ode import PartitionedLatentODE, arm_labels
 from cnflib.models.latent_ode import LatentODE, RecognitionRNN, elbo_loss, trajectory_mse
 
 
@@ -124,6 +124,30 @@ def test_elbo_finite_and_gradients_reach_every_parameter(cls):
     loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_head_reads_the_posterior_mean():
+    # the head's error is a function of q(z_0 | x)'s mean: the sampling noise of z_0 does not enter it
+    data = _tiny()
+    model = PartitionedLatentODE()
+    x, y = data.train.observed[:8], standardize_labels(data.train.labels[:8])
+    loss = elbo_loss(data.t_observed, head_weight=1.0)
+    (_, first), (_, second) = loss(model, (x, y)), loss(model, (x, y))
+    assert first["neg_elbo"] != second["neg_elbo"]  # a new z_0 sample
+    q_mean, _ = model.encoder(x)
+    expected = float(((model.head(q_mean[:, :3]) - y) ** 2).sum(1).mean())
+    assert first["head_mse"] == pytest.approx(expected) and second["head_mse"] == pytest.approx(expected)
+
+
+def test_shuffled_arm_keeps_the_label_marginal():
+    labels = standardize_labels(_tiny(200).train.labels)
+    shuffled = arm_labels("shuffled", labels, seed=3)
+    assert not torch.equal(shuffled, labels)
+    for j in range(labels.shape[1]):  # a permutation of the rows: every column's values are kept
+        torch.testing.assert_close(shuffled[:, j].sort().values, labels[:, j].sort().values)
+    assert torch.equal(arm_labels("partitioned", labels), labels)
+    with pytest.raises(ValueError, match="baseline"):
+        arm_labels("shufled", labels)
 
 
 def test_shared_placement_mirrors_and_rotates():

@@ -48,9 +48,9 @@ class PartitionedLatentODE(LatentODE):
         """The linear head: z0 [n, L] -> predicted labels [n, label_dim] (from ``z_y`` only)."""
         return self.head(z0[:, :self.code_dim])
 
-    def head_loss(self, z0: Tensor, y: Optional[Tensor]) -> Tensor:
-        """The head's squared error ``mean_n |head(z_y) - y|^2`` (a scalar)."""
-        return ((self.predict_labels(z0) - y) ** 2).sum(1).mean()
+    def head_loss(self, q_mean: Tensor, y: Optional[Tensor]) -> Tensor:
+        """The head's squared error ``mean_n |head(z_y) - y|^2`` on the posterior mean [n, L] (a scalar)."""
+        return ((self.predict_labels(q_mean) - y) ** 2).sum(1).mean()
 
 
 ARMS: tuple[str, ...] = ("baseline", "partitioned", "shuffled", "no_head")
@@ -69,21 +69,26 @@ def arm_labels(kind: str, labels: Tensor, seed: int = 0) -> Tensor:
 
 
 def train_arm(kind: str, observed: Tensor, labels: Tensor, t_observed: Tensor, *, steps: int,
-              batch_size: int = 100, lr: float = 1e-2, lr_final: float = 0.05, head_weight: float = 10.0,
-              max_grad_norm: Optional[float] = 10.0, latent_dim: int = 5, code_dim: int = 3, seed: int = 0,
+              batch_size: int = 100, lr: float = 1e-2, lr_final: float = 0.05, head_weight: float = 100.0,
+              max_grad_norm: Optional[float] = 10.0, latent_dim: int = 5, code_dim: int = 3, cell: str = "gru",
+              seed: int = 0,
               evaluate=None, eval_every: int = 0, progress: bool = True, **trainer) -> tuple[LatentODE, "pd.DataFrame"]:
     """Build and train one arm of :data:`ARMS` on observations [n, W, d] and labels [n, k] at times t_observed [W].
 
     Every arm starts from the same initialization seed (the shared encoder, dynamics and decoder
     weights are identical), sees the same minibatches and takes ``steps`` Adam steps with the
     learning rate decayed by :func:`cosine_schedule` and gradients clipped at ``max_grad_norm``.
-    Returns ``(model, history)`` from :func:`cnflib.core.train.fit`.
+    ``cell`` is the encoder's RNN ("gru" by default: on the shared-placement spirals an Elman RNN's
+    reconstruction error was 4x a GRU's at 300 steps). ``head_weight`` multiplies the head's squared
+    error (summed over the labels) against a negative ELBO summed over every observed coordinate
+    (``W * d`` terms): at 10 the head of a 50-step window learnt nothing (its error stayed at the
+    labels' variance), at 100 it reads the direction. Returns ``(model, history)`` from :func:`cnflib.core.train.fit`.
     """
     seed_everything(seed)
     if kind == "baseline":
-        model: LatentODE = LatentODE(latent_dim=latent_dim)
+        model: LatentODE = LatentODE(latent_dim=latent_dim, cell=cell)
     else:
-        model = PartitionedLatentODE(label_dim=labels.shape[1], code_dim=code_dim, latent_dim=latent_dim)
+        model = PartitionedLatentODE(label_dim=labels.shape[1], code_dim=code_dim, latent_dim=latent_dim, cell=cell)
     weight = 0.0 if kind == "no_head" else head_weight
     history = fit(model, (observed, arm_labels(kind, labels, seed)), steps=steps,
                   loss=elbo_loss(t_observed, head_weight=weight), batch_size=batch_size, lr=lr,

@@ -106,14 +106,17 @@ class LatentODE(nn.Module):
         return LatentODEOutput(x_mean, z, q_mean, q_std)
 
     def elbo_terms(self, x: Tensor, t: Tensor, y: Optional[Tensor] = None) -> dict[str, Tensor]:
-        """Per-series ELBO terms on observations x [n, T, obs_dim] at times t [T]: each [n]."""
+        """Per-series ELBO terms on observations x [n, T, obs_dim] at times t [T].
+
+        Returns ``log_lik`` [n], ``kl`` [n] and the posterior mean ``q_mean`` [n, L] (for :meth:`head_loss`).
+        """
         out = self(x, t)
         p_mean, p_std = self.prior(y, x.shape[0])
         return {"log_lik": gaussian_log_likelihood(x, out.x_mean, self.obs_std),
-                "kl": gaussian_kl(out.q_mean, out.q_std, p_mean, p_std), "z0": out.z[:, 0]}
+                "kl": gaussian_kl(out.q_mean, out.q_std, p_mean, p_std), "q_mean": out.q_mean}
 
-    def head_loss(self, z0: Tensor, y: Optional[Tensor]) -> Optional[Tensor]:
-        """A supervised loss on ``z_0`` [n, L] given labels (a scalar), or ``None``: none here."""
+    def head_loss(self, q_mean: Tensor, y: Optional[Tensor]) -> Optional[Tensor]:
+        """A supervised loss on the posterior mean of ``z_0`` [n, L] given labels (a scalar), or ``None``: none here."""
         return None
 
 
@@ -123,8 +126,11 @@ def elbo_loss(t: Tensor, kl_weight: float = 1.0, head_weight: float = 1.0
 
     The batch is ``(x, y)`` with observations x [n, T, obs_dim] at times ``t`` [T] and labels
     y [n, label_dim] (ignored by the plain :class:`LatentODE`). If the model's
-    :meth:`~LatentODE.head_loss` is not ``None`` (the partitioned model's squared error
-    ``|head(z_y) - y|^2``), ``head_weight`` times it is added. Metrics: ``neg_elbo``, ``kl`` and ``head_mse``.
+    :meth:`~LatentODE.head_loss` of the posterior mean is not ``None`` (the partitioned model's squared error
+    ``|head(z_y) - y|^2``), ``head_weight`` times it is added. The head reads the posterior mean, not the sample
+    ``z_0``: while ``q(z_y | x)`` is still wide, a sampled ``z_y`` is mostly noise, the head's best
+    weights are then zero and pass no gradient to the encoder (measured: the head's error stayed at
+    the labels' variance). Metrics: ``neg_elbo``, ``kl`` and ``head_mse``.
     """
 
     def loss(model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, float]]:
@@ -133,7 +139,7 @@ def elbo_loss(t: Tensor, kl_weight: float = 1.0, head_weight: float = 1.0
         neg_elbo = (kl_weight * terms["kl"] - terms["log_lik"]).mean()
         total = neg_elbo
         metrics = {"neg_elbo": neg_elbo.item(), "kl": terms["kl"].mean().item()}
-        head_mse = model.head_loss(terms["z0"], y)
+        head_mse = model.head_loss(terms["q_mean"], y)
         if head_mse is not None:
             total = total + head_weight * head_mse
             metrics["head_mse"] = head_mse.item()
