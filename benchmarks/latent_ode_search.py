@@ -1,8 +1,8 @@
 """Search for the partitioned Latent ODE's extrapolation gain at CPU size (notebook 05, issue 17).
 
 One factor at a time around notebook 05's tutorial setting (shared placement, 600 spirals of which
-240 test, 50-step windows of a 250-point path, 25-step horizon, latent 5, 500 steps), the baseline
-, the partitioned model and its shuffled-label control are trained with one budget (the library's
+240 test, 50-step windows of a 250-point path, 25-step horizon, latent 5, 500 steps), the baseline,
+the partitioned model and its shuffled-label control are trained with one budget (the library's
 defaults: GRU encoder, head on the posterior mean, weight 100) and compared on the same test spirals:
 median per-spiral difference of extrapolation MSE (partitioned - baseline, and partitioned - shuffled)
 with its bootstrap 95% interval, win share, the head's direction accuracy and the test R^2 of a and b
@@ -45,9 +45,9 @@ def run_point(steps: int, n_spirals: int, window: int, latent_dim: int, seed: in
         row[f"{kind}_cpu_s"] = float(history["cpu_seconds"].iloc[-1])
         if kind == "partitioned":
             with torch.no_grad():
-                z_tr, z_te = model.encoder(train.observed)[0][:, :3], model.encoder(test.observed)[0][:, :3]
-                y_hat = model.predict_labels(model.encoder(test.observed)[0])
-            row["r2_a"], row["r2_b"] = map(float, linear_r2(z_tr, y_train[:, :2], z_te, y_test[:, :2]))
+                q_train, q_test = model.encoder(train.observed)[0], model.encoder(test.observed)[0]
+                y_hat = model.predict_labels(q_test)
+            row["r2_a"], row["r2_b"] = map(float, linear_r2(q_train[:, :3], y_train[:, :2], q_test[:, :3], y_test[:, :2]))
             row["head_direction_accuracy"] = float((torch.sign(y_hat[:, 2]) == y_test[:, 2]).float().mean())
     s = paired_summary(errors["partitioned"]["extrap_mse"].numpy(), errors["baseline"]["extrap_mse"].numpy())
     row.update({f"extrap_{k}": v for k, v in s.items()})
