@@ -94,7 +94,7 @@ def test_stored_notebook_is_clean(path):
 def test_clean_keeps_outputs_and_drops_run_noise():
     from cnflib.collection.run_notebooks import clean
 
-    warning = "/tmp/x.py:3: UserWarning: something real\n"
+    warning = "cnflib/x.py:3: UserWarning: something real\n"
     frames = "\rfit:   0%|          | 0/300 [00:00<?, ?it/s]\rfit:  50%|█████     | 150/300 [00:10<00:10, 14.9it/s, loss=3.2]"
     cell = {"cell_type": "code", "execution_count": 3, "source": "fit()",
             "metadata": {"tags": [], "execution": {"iopub.status.idle": "2026"}, "papermill": {"duration": 1.0}},
@@ -105,7 +105,7 @@ def test_clean_keeps_outputs_and_drops_run_noise():
                         {"output_type": "display_data", "data": {"image/png": "AAAA"}, "metadata": {}}]}
     tagged = {"cell_type": "code", "execution_count": 1, "source": "preset = 1", "outputs": [],
               "metadata": {"tags": ["parameters"]}}
-    nb = clean({"metadata": {"papermill": {"output_path": "/tmp/a.ipynb"}, "kernelspec": {"name": "python3"}},
+    nb = clean({"metadata": {"papermill": {"output_path": "outputs/a.ipynb"}, "kernelspec": {"name": "python3"}},
                 "cells": [tagged, cell], "nbformat": 4, "nbformat_minor": 5})
     assert nb["metadata"] == {"kernelspec": {"name": "python3"}}
     assert nb["cells"][0]["metadata"] == {"tags": ["parameters"]} and nb["cells"][1]["metadata"] == {}
