@@ -1,7 +1,7 @@
-"""Plots shared by the notebooks: densities on a grid, samples, trajectories, vector fields."""
+"""Plots shared by the notebooks: densities on a grid, samples, trajectories, vector fields, intervals."""
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -94,6 +94,21 @@ def plot_curves(ax: plt.Axes, curves: dict[str, Sequence[float]], x: Optional[Se
     if title:
         ax.set_title(title)
     ax.legend(frameon=False)
+
+
+def plot_intervals(ax: plt.Axes, x: Sequence[float], centre: Sequence[float], low: Sequence[float],
+                   high: Sequence[float], **errorbar: Any) -> None:
+    """Points ``centre`` [n] at ``x`` [n] with the interval ``[low, high]`` [n] as an asymmetric error bar.
+
+    For a bootstrap interval around a median (:func:`cnflib.collection.stats.paired_summary`'s
+    ``median``, ``median_low``, ``median_high``) or a spread around a mean; ``errorbar`` goes to
+    :meth:`matplotlib.axes.Axes.errorbar` (defaults ``fmt="o"``, ``capsize=3``).
+    """
+    centre, low, high = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (centre, low, high))
+    if np.any(low > centre) or np.any(high < centre):
+        raise ValueError("each interval must contain its centre (low <= centre <= high); were low and high swapped?")
+    ax.errorbar(np.atleast_1d(np.asarray(x, dtype=float)), centre, yerr=[centre - low, high - centre],
+                **{"fmt": "o", "capsize": 3, **errorbar})
 
 
 def _finish(ax: plt.Axes, bounds: Optional[Bounds], title: Optional[str]) -> None:
