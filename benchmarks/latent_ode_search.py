@@ -46,9 +46,8 @@ def run_point(steps: int, n_spirals: int, window: int, latent_dim: int, seed: in
         if kind == "partitioned":
             with torch.no_grad():
                 q_train, q_test = model.encoder(train.observed)[0], model.encoder(test.observed)[0]
-                y_hat = model.predict_labels(q_test)
             row["r2_a"], row["r2_b"] = map(float, linear_r2(q_train[:, :3], y_train[:, :2], q_test[:, :3], y_test[:, :2]))
-            row["head_direction_accuracy"] = float((torch.sign(y_hat[:, 2]) == y_test[:, 2]).float().mean())
+            row["head_direction_accuracy"] = model.direction_accuracy(test.observed, y_test)
     s = paired_summary(errors["partitioned"]["extrap_mse"].numpy(), errors["baseline"]["extrap_mse"].numpy())
     row.update({f"extrap_{k}": v for k, v in s.items()})
     v = paired_summary(errors["partitioned"]["extrap_mse"].numpy(), errors["shuffled"]["extrap_mse"].numpy())

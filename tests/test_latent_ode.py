@@ -82,6 +82,22 @@ def test_kl_and_log_likelihood_closed_forms():
     torch.testing.assert_close(gaussian_log_likelihood(x, mean, 0.3), ref)
 
 
+def test_direction_accuracy_reads_the_heads_sign():
+    torch.manual_seed(0)
+    model = PartitionedLatentODE()
+    observed = _tiny().train.observed[:8]
+    labels = torch.ones(8, 3)
+    labels[:3, 2] = -1.0
+    with torch.no_grad():  # a head that always says "counter-clockwise": right on the 5 positive labels
+        model.head.weight.zero_()
+        model.head.bias.fill_(1.0)
+    assert model.direction_accuracy(observed, labels) == pytest.approx(5 / 8)
+    with torch.no_grad():
+        model.head.bias.fill_(-1.0)
+    assert model.direction_accuracy(observed, labels) == pytest.approx(3 / 8)
+    assert model.direction_accuracy(observed, labels, column=0) == 0.0
+
+
 @pytest.mark.parametrize("cls", [LatentODE, PartitionedLatentODE])
 def test_shapes(cls):
     torch.manual_seed(0)

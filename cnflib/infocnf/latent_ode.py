@@ -48,6 +48,16 @@ class PartitionedLatentODE(LatentODE):
         """The linear head: z0 [n, L] -> predicted labels [n, label_dim] (from ``z_y`` only)."""
         return self.head(z0[:, :self.code_dim])
 
+    @torch.no_grad()
+    def direction_accuracy(self, observed: Tensor, labels: Tensor, column: int = -1) -> float:
+        """Share of sequences whose head output has the sign of their label: observed [n, W, d], labels [n, k].
+
+        The head reads the posterior mean of ``z_y`` (the encoder's first output); ``column`` picks the
+        signed label (the spirals' direction, ±1, is the last of ``(a, b, direction)``).
+        """
+        predicted = self.predict_labels(self.encoder(observed)[0])[:, column]
+        return float((torch.sign(predicted) == torch.sign(labels[:, column])).float().mean())
+
     def head_loss(self, q_mean: Tensor, y: Optional[Tensor]) -> Tensor:
         """The head's squared error ``mean_n |head(z_y) - y|^2`` on the posterior mean [n, L] (a scalar)."""
         return ((self.predict_labels(q_mean) - y) ** 2).sum(1).mean()
