@@ -1,13 +1,13 @@
-"""CCNF vs InfoCNF (fixed tolerance) vs InfoCNF (learned tolerances) on 8x8 digits, in one run.
+"""InfoCNF on 8x8 digits, notebook 04's tutorial arms in one run: InfoCNF at fixed tolerances
+(1e-6, 1e-5, 1e-4), InfoCNF with learned tolerances (main arm: range [1e-6, 1e-4], NFE weight
+``--eta``; paper arm: range [1e-5, 1e-4], eta 0.1) and CCNF at 1e-5, then CCNF vs InfoCNF on
+jittered digits (``cnflib.data.images.jittered``).
 
-Prints, per model: seconds per training step and per epoch (train set / batch size steps),
-forward NFE per training step (all blocks, last 20% of training), test NFE / bits-per-dim / error
-at the fixed evaluation tolerance and at the model's own (learned) tolerances, and parameter counts.
+Prints a Table-1-like table per task: test error, bits/dim (exact trace, own tolerance), training NFE
+per step (last 20% of steps), test NFE, parameters of the label machinery and the gates, seconds per
+epoch. Selection runs pass ``--split validation``.
 
-    OMP_NUM_THREADS=1 python benchmarks/infocnf.py [--steps 80] [--seed 0]
-
-Settings are those of notebook 04's tutorial preset (gates: range [1e-6, 1e-4] around the fixed
-1e-5, gain 20, initial policy std 1, NFE cost eta 0.5).
+    OMP_NUM_THREADS=1 python benchmarks/infocnf.py [--steps 60] [--seed 0] [--eta 2] [--split test]
 
 Timings are only comparable on an otherwise idle machine: the load is printed with the table.
 """
@@ -20,45 +20,53 @@ import pandas as pd
 import torch
 
 from cnflib.core.train import late_mean
-from cnflib.data.images import digits
-from cnflib.infocnf import evaluate_infocnf as evaluate, prior_parameter_counts, train_image_flow
+from cnflib.data.images import digits, jittered
+from cnflib.infocnf import evaluate_infocnf, prior_parameter_counts, train_image_flow
 
-VARIANTS = {  # label: (kind, gated)
-    "CCNF": ("ccnf", False),
-    "InfoCNF fixed": ("infocnf", False),
-    "InfoCNF learned": ("infocnf", True),
-}
+
+def row(run, score, n_train: int, batch_size: int) -> dict[str, float]:
+    counts = prior_parameter_counts(run.model)
+    return {"test error (%)": 100 * score.get("error", float("nan")), "bits/dim": score["bpd"],
+            "train NFE/step": late_mean(run.history.nfe, 0.2), "test NFE": score["nfe"],
+            "label params": counts["prior_and_classifier"], "gate params": counts["gates"],
+            "s/epoch": run.seconds_per_step * n_train / batch_size}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--tol", type=float, default=1e-5, help="training tolerance of the fixed-tolerance models")
-    parser.add_argument("--eval-tol", type=float, default=1e-5)
+    parser.add_argument("--eta", type=float, default=2.0, help="NFE weight of the main learned arm")
+    parser.add_argument("--gate-lr", type=float, default=0.05)
+    parser.add_argument("--supervised-fraction", type=float, default=0.5)
+    parser.add_argument("--split", default="test", choices=("validation", "test"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    train, test = digits("train"), digits("test")
-    rows = []
-    for label, (kind, gated) in VARIANTS.items():
-        run = train_image_flow(label, kind, train, test, gated=gated, steps=args.steps, batch_size=args.batch_size,
-                               seed=args.seed, model_options=dict(tol=args.tol, gate_gain=20.0, gate_std=1.0, gate_cost=0.5))
-        h = run.history
-        fixed = evaluate(run.model, test, args.eval_tol, args.seed)
-        own = evaluate(run.model, test, None, args.seed)
-        rows.append({
-            "model": label, "s/step": run.seconds_per_step,
-            "s/epoch": run.seconds_per_step * len(train) / args.batch_size,
-            "train NFE/step (late)": late_mean(h.nfe, 0.2),
-            f"test NFE @{args.eval_tol:g}": fixed["nfe"], f"bits/dim @{args.eval_tol:g}": fixed["bpd"],
-            f"cond bits/dim @{args.eval_tol:g}": fixed["cond_bpd"], f"error @{args.eval_tol:g}": fixed["error"],
-            "test NFE own tol": own["nfe"], "bits/dim own tol": own["bpd"],
-            **{f"params {k}": v for k, v in prior_parameter_counts(run.model).items()},
-        })
+    train, held_out = digits("train"), digits(args.split)
+    common = dict(hidden=(16, 16), gate_lr=args.gate_lr, gate_std=0.5, supervised_fraction=args.supervised_fraction)
+    budget = dict(steps=args.steps, batch_size=args.batch_size, lr=3e-3, seed=args.seed)
+    arms = {f"InfoCNF fixed {tol:.0e}": ("infocnf", False, dict(tol=tol)) for tol in (1e-6, 1e-5, 1e-4)}
+    arms["InfoCNF learned"] = ("infocnf", True, dict(tol=1e-5, gate_range=(1e-6, 1e-4), eta=args.eta))
+    arms["InfoCNF learned, paper"] = ("infocnf", True, dict(tol=1e-5, gate_range=(1e-5, 1e-4), eta=0.1))
+    arms["CCNF"] = ("ccnf", False, dict(tol=1e-5))
+    tables = {}
+    rows = {}
+    for label, (kind, gated, options) in arms.items():
+        run = train_image_flow(label, kind, train, gated=gated, model_options={**common, **options}, **budget)
+        rows[label] = row(run, evaluate_infocnf(run.model, held_out, None, args.seed), len(train), args.batch_size)
+    tables["digits"] = pd.DataFrame(rows).T
+    hard_train = jittered(train, invert=0.5, max_shift=1, seed=args.seed)
+    hard_held_out = jittered(held_out, invert=0.5, max_shift=1, seed=args.seed + 1000)
+    rows = {}
+    for label, kind in (("CCNF", "ccnf"), ("InfoCNF", "infocnf")):
+        run = train_image_flow(label, kind, hard_train, model_options={**common, "tol": 1e-5}, **budget)
+        rows[label] = row(run, evaluate_infocnf(run.model, hard_held_out, None, args.seed), len(train), args.batch_size)
+    tables["jittered digits"] = pd.DataFrame(rows).T
     pd.set_option("display.width", 200)
-    print(pd.DataFrame(rows).set_index("model").round(4).T.to_string())
-    print(f"steps {args.steps}, batch {args.batch_size}, seed {args.seed}; load average {os.getloadavg()}")
+    print(pd.concat(tables).round(3).to_string())
+    print(f"{args.split} split, steps {args.steps}, batch {args.batch_size}, eta {args.eta}, seed {args.seed}; "
+          f"load average {os.getloadavg()}")
 
 
 if __name__ == "__main__":

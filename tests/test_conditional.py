@@ -64,3 +64,35 @@ def test_classifier_reads_only_z_y_and_sampling_follows_the_prior():
 def test_bad_cond_dim_raises():
     with pytest.raises(ValueError):
         ConditionalPrior(4, 2, cond_dim=5)
+
+
+def test_evaluation_uses_the_exact_trace_for_small_images_and_seeded_noise_otherwise():
+    from cnflib.data.images import ImageSplit
+    from cnflib.infocnf.runs import build_model, evaluate_infocnf, evaluation_trace
+
+    torch.manual_seed(0)
+    small = build_model("infocnf", (1, 8, 8), 3, hidden=(4,), tol=1e-3)
+    with evaluation_trace(small) as trace:
+        assert trace == "exact" and all(b.dynamics.trace == "exact" for b in small.flow.blocks)
+    assert all(b.dynamics.trace == "hutchinson" for b in small.flow.blocks)
+    data = ImageSplit(torch.randint(0, 17, (6, 1, 8, 8), dtype=torch.uint8), torch.randint(0, 3, (6,)), 17)
+    first = evaluate_infocnf(small, data, seed=1)
+    torch.randn(5)  # the global random state does not matter
+    assert evaluate_infocnf(small, data, seed=1) == first
+    large = build_model("unconditional", (1, 16, 32), 3, hidden=(2,), tol=1e-2)
+    with evaluation_trace(large, seed=3) as trace:
+        assert trace == "seeded hutchinson"
+    big = ImageSplit(torch.randint(0, 17, (2, 1, 16, 32), dtype=torch.uint8), torch.zeros(2, dtype=torch.long), 17)
+    state = torch.get_rng_state()
+    assert evaluate_infocnf(large, big, seed=3) == evaluate_infocnf(large, big, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_supervised_fraction_sets_the_size_of_z_y():
+    from cnflib.infocnf.runs import build_model
+
+    assert build_model("infocnf", (1, 8, 8), 10, hidden=(4,)).base.cond_dim == 32
+    assert build_model("infocnf", (1, 8, 8), 10, hidden=(4,), supervised_fraction=0.25).base.cond_dim == 16
+    assert build_model("infocnf", (1, 8, 8), 10, hidden=(4,), supervised_fraction=1.0).base.cond_dim == 64
+    with pytest.raises(ValueError):
+        build_model("infocnf", (1, 8, 8), 10, hidden=(4,), supervised_fraction=0.0)

@@ -1,5 +1,6 @@
-"""Tolerance gates: the REINFORCE gradient, discounted returns, the tolerance range, and that
-disabled gates change nothing."""
+"""Tolerance gates: the REINFORCE gradient, discounted returns, the tolerance range, input-dependent
+policies, log-probabilities at the used action, the gates' own learning rate, and that disabled
+gates change nothing."""
 import math
 
 import pytest
@@ -47,15 +48,26 @@ def test_surrogate_gradient_is_the_finite_sample_formula():
 
 
 def test_gate_outputs_and_range_validation():
-    mean, log_std = MLPGate(5, low=1e-6, high=1e-3)(torch.randn(7, 5))
+    torch.manual_seed(0)
+    gate = MLPGate(5, low=1e-6, high=1e-3)
+    mean, log_std = gate(torch.randn(7, 5))
     assert mean.shape == log_std.shape == (7,)
-    assert torch.allclose(mean, torch.full((7,), 0.5 * (math.log(1e-6) + math.log(1e-3))))
+    middle = 0.5 * (math.log(1e-6) + math.log(1e-3))
+    assert torch.allclose(mean, torch.full((7,), middle))  # starts at the middle of the range
+    with torch.no_grad():
+        torch.nn.init.normal_(gate.head.out.weight)
+    learned = gate(torch.randn(7, 5))[0]
+    assert learned.std() > 0  # with learned weights the policy is a function of the input
+    assert (learned > math.log(1e-6)).all() and (learned < math.log(1e-3)).all()
     mean, _ = ConvGate(2)(torch.randn(3, 2, 4, 4))
     assert mean.shape == (3,)
     with pytest.raises(ValueError):
         MLPGate(5, low=1e-9, high=1e-3)
     with pytest.raises(ValueError):
         ConvGate(2, low=1e-3, high=1.0)
+    with pytest.raises(ValueError):
+        MLPGate(5, init_std=0.0)
+    assert torch.allclose(log_std, torch.full((7,), math.log(0.5)))  # the fixed policy std
 
 
 def _vector_flow() -> CNF:
@@ -63,16 +75,56 @@ def _vector_flow() -> CNF:
     return CNF(ConcatSquashMLP(2, (8,)), atol=1e-4, rtol=1e-4, trace="exact")
 
 
-def test_tolerances_stay_in_range_even_for_a_wild_policy():
+def test_tolerances_stay_in_the_gate_range_and_log_probs_are_at_the_used_action():
+    """A wide policy (std 3 in log units) on a narrow range: every used tolerance lies in the
+    gate's range on the 1/40-decade grid, and the recorded log-probability is the Normal's at
+    log(tolerance used), not at the raw draw."""
     flow = _vector_flow()
-    gates = ToleranceGates([MLPGate(2, low=1e-8, high=1e-1, init_std=math.e)])  # log std clamped at 1
-    with torch.no_grad():
-        gates.gates[0].head.out.bias[1] = 10.0
+    low, high = 1e-5, 1e-4
+    gates = ToleranceGates([MLPGate(2, low=low, high=high, init_std=3.0)])  # 3 nats: wider than the range
     x = torch.randn(16, 2)
+    seen = set()
     for _ in range(30):
         gates(0, flow, x)
-        assert TOL_MIN <= gates.tolerances[0] <= TOL_MAX
-        assert (gates.sample_tolerances[0] >= TOL_MIN).all() and (gates.sample_tolerances[0] <= TOL_MAX).all()
+        tol = gates.tolerances[0]
+        assert low * (1 - 1e-9) <= tol <= high * (1 + 1e-9) and TOL_MIN <= tol <= TOL_MAX
+        assert abs(math.log10(tol) * 40 - round(math.log10(tol) * 40)) < 1e-6
+        mu, sigma, _ = gates.policy(0, x)
+        expected = torch.distributions.Normal(mu, sigma).log_prob(torch.tensor(math.log(tol)))
+        assert gates.log_probs[0].item() == pytest.approx(expected.item(), abs=1e-5)
+        assert (gates.sample_tolerances[0] >= low * (1 - 1e-6)).all() and (gates.sample_tolerances[0] <= high * (1 + 1e-6)).all()
+        seen.add(tol)
+    assert any(abs(math.log(t / low)) < 1e-9 or abs(math.log(t / high)) < 1e-9 for t in seen)  # hits the clamp
+
+
+def test_gates_have_their_own_learning_rate_in_fit():
+    """fit's optimizer puts the gates (``own_lr``) in a parameter group of their own."""
+    from cnflib.core.train import parameter_groups
+
+    gates = ToleranceGates([MLPGate(2)], lr=0.05)
+    model = nn.ModuleDict({"flow": nn.Linear(2, 2), "gates": gates})
+    groups = parameter_groups(model)
+    assert len(groups) == 2 and groups[1]["lr"] == 0.05 and "lr" not in groups[0]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in gates.parameters()}
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model["flow"].parameters()}
+    optimizer = torch.optim.Adam(groups, lr=1e-3)
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-3, 0.05]
+    assert len(parameter_groups(nn.Linear(2, 2))) == 1
+
+
+def test_eta_is_the_nfe_weight_of_the_reward():
+    """With equal log-probabilities the surrogate is -sum_k (R_k - b_k) log pi_k with
+    r_k = -(eta / K) NFE_k and -L at the last block (first call: b = R, so it is zero; the second
+    call with another NFE gives the closed form)."""
+    gates = ToleranceGates([MLPGate(2), MLPGate(2)], eta=0.3, gamma=0.5, baseline_momentum=0.0)
+    for nfe, expect_zero in ((20, True), (26, False)):
+        gates.log_probs = {0: torch.tensor(1.0), 1: torch.tensor(1.0)}
+        gates.nfe = {0: nfe, 1: 14}
+        surrogate = gates.reinforce_loss(torch.tensor(2.0))
+        if expect_zero:
+            assert surrogate.item() == 0.0
+    # returns R_0 = r_0 + 0.5 r_1; only r_0 changed (by -(0.3 / 2) * 6 = -0.9): R_0 - b_0 = -0.9
+    assert surrogate.item() == pytest.approx(0.9)
 
 
 def test_disabled_gates_change_nothing():
@@ -107,9 +159,9 @@ def test_gated_solve_uses_the_sampled_tolerance_and_rewards_fewer_evaluations():
 
 def test_image_gates_one_per_block():
     flow = MultiscaleCNF((1, 8, 8), scales=2, hidden=(4,), trace="exact", atol=1e-3, rtol=1e-3)
-    gates = image_gates(flow.block_shapes, low=1e-4, high=1e-2, cost=0.1).eval()
+    gates = image_gates(flow.block_shapes, low=1e-4, high=1e-2, eta=0.1).eval()
     with torch.no_grad():
         out = flow(torch.randn(4, 1, 8, 8), gates)
     assert sorted(gates.tolerances) == [0, 1] and flow.block_nfe == [gates.nfe[0], gates.nfe[1]] and out.nfe == sum(flow.block_nfe)
-    assert gates.tolerances[0] == pytest.approx(1e-3, rel=0.06)  # eval: the policy mean, the middle of the range
+    assert gates.tolerances[0] == pytest.approx(1e-3, rel=0.5)  # eval: the policy mean, near the middle of the range
     assert isinstance(gates.gates[1], nn.Module) and gates.gates[1].body[0].in_channels == 2

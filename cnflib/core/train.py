@@ -167,6 +167,23 @@ def shard(batch: Batch, rank: int, world_size: int) -> Batch:
     return parts[0] if isinstance(batch, Tensor) else parts
 
 
+def parameter_groups(model: nn.Module) -> list[dict]:
+    """The optimizer's parameter groups: one per submodule with a float attribute ``own_lr`` (its
+    parameters at that learning rate, e.g. InfoCNF's tolerance gates), then one with the rest at
+    the optimizer's learning rate. Without such submodules: one group with every parameter."""
+    groups, claimed = [], set()
+    for module in model.modules():
+        lr = getattr(module, "own_lr", None)
+        if lr is None:
+            continue
+        params = [p for p in module.parameters() if id(p) not in claimed]
+        claimed.update(id(p) for p in params)
+        if params:
+            groups.append({"params": params, "lr": float(lr)})
+    rest = [p for p in model.parameters() if id(p) not in claimed]
+    return ([{"params": rest}] if rest else []) + groups
+
+
 class FitModule(pl.LightningModule):
     """The LightningModule behind :func:`fit` (usable with any Lightning ``Trainer``)."""
 
@@ -191,7 +208,8 @@ class FitModule(pl.LightningModule):
         self.identity: dict = {}  # what a checkpoint records of the run (see run_identity)
 
     def configure_optimizers(self):
-        optimizer = OPTIMIZERS[self.optimizer_name](self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = OPTIMIZERS[self.optimizer_name](parameter_groups(self.model), lr=self.lr,
+                                                    weight_decay=self.weight_decay)
         if self.optimizer_state is not None:
             optimizer.load_state_dict(self.optimizer_state)
         if self.lr_schedule is None:

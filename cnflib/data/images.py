@@ -66,6 +66,26 @@ def digits(split: str = "train", *, validation_fraction: float = 0.1, test_fract
     return ImageSplit(x=x[index], y=y[index], levels=17)
 
 
+def jittered(split: ImageSplit, *, invert: float = 0.5, max_shift: int = 2, seed: int = 0) -> ImageSplit:
+    """A harder version of ``split`` for conditional models: each image is shifted by a random
+    ``(dy, dx)`` in ``-max_shift..max_shift`` (zero fill, no wrap-around), then, with probability
+    ``invert``, contrast-inverted (``x -> levels - 1 - x``). A linear classifier on the pixels is
+    weak on the result (its class evidence flips sign under inversion). Fixed by ``seed``;
+    labels unchanged. x: uint8 [n, C, H, W] -> uint8 [n, C, H, W]."""
+    if not 0 <= invert <= 1 or max_shift < 0:
+        raise ValueError(f"invert must be in [0, 1] and max_shift >= 0, got {invert}, {max_shift}")
+    generator = torch.Generator().manual_seed(seed)
+    n, _, h, w = split.x.shape
+    shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator)
+    flips = torch.rand(n, generator=generator) < invert
+    padded = torch.nn.functional.pad(split.x, (max_shift,) * 4)
+    out = torch.empty_like(split.x)
+    for i, (dy, dx) in enumerate(shifts.tolist()):
+        out[i] = padded[i, :, max_shift - dy:max_shift - dy + h, max_shift - dx:max_shift - dx + w]
+    out[flips] = split.levels - 1 - out[flips]
+    return ImageSplit(x=out, y=split.y.clone(), levels=split.levels)
+
+
 def _torchvision_split(dataset: str, split: str, root: Optional[str | Path], validation_size: int) -> ImageSplit:
     """Train/validation/test of torchvision's MNIST or CIFAR-10 read from the data directory (no download).
 
