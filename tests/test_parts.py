@@ -107,3 +107,38 @@ def test_one_and_two_processes_agree_exactly_whatever_the_callers_threads():
 def test_pipeline_threads_must_be_positive():
     with pytest.raises(ValueError, match="threads must be >= 1"):
         PipelineConfig(threads=0)
+
+
+def test_idle_parts_do_not_move_and_validation_is_logged():
+    """An alternate step changes only the trained part (Adam skips parameters without a gradient)."""
+    data = torch.randint(0, 17, (64, 1, 8, 8), dtype=torch.uint8)
+    test = torch.rand(20, 1, 8, 8) - 0.5
+    prep = lambda x: x.float() / 17 - 0.5 + torch.rand(x.shape) / 17  # noqa: E731
+    flow = _flow()
+    bounds = part_bounds(flow, 2)
+    before = [p.detach().clone() for p in flow.parameters()]
+    layers_of = [k for k, (a, b) in enumerate(bounds) for layer in flow.layers[a:b] for _ in layer.parameters()]
+    result = train_schedule(flow, "alternate", data, test, parts=2, steps=1, preprocess=prep, levels=17,
+                            eval_every=1, validation=test[:10], batch_size=16, progress=False)
+    moved = [not torch.equal(p, q) for p, q in zip(flow.parameters(), before)]
+    assert any(moved) and not any(m for m, k in zip(moved, layers_of) if k == 1)
+    assert {"eval_nll_val", "eval_bpd_val"} <= set(result.history.columns)
+    assert result.final["nll_val"] == pytest.approx(-flow.log_prob(test[:10]).mean().item(), abs=1e-4)
+
+
+def test_time_to_target_is_the_first_evaluation_at_or_below_it():
+    import math
+
+    import pandas as pd
+
+    from cnflib.parts import ScheduleResult, time_to_target
+
+    h = pd.DataFrame({"eval_bpd": [3.0, None, 2.5, 2.0, 2.2], "cpu_seconds": [1.0, 2.0, 3.0, 4.0, 5.0],
+                      "seconds": [2.0, 4.0, 6.0, 8.0, 10.0]})
+    r = ScheduleResult("end_to_end", 1, h, {})
+    assert time_to_target(r, 2.5) == 3.0 and time_to_target(r, 2.1, clock="seconds") == 8.0
+    assert time_to_target(r, 1.9) == math.inf
+    steps = pd.DataFrame({"phase": ["alternate"] * 5 + ["finetune"] * 3, "part": [0, 1, 0, 1, 0, None, None, None],
+                          "cpu_seconds": [1.0, 1.5, 2.5, 3.0, 4.0, 6.0, 8.0, 10.0]})
+    cost = ScheduleResult("alternate_finetune", 2, steps, {}).step_seconds()
+    assert cost[("alternate", 0)] == 1.0 and cost[("alternate", 1)] == 0.5 and cost[("finetune", -1)] == 2.0

@@ -3,10 +3,11 @@ objectives, the training schedules (end to end, sequential, alternate, alternate
 and one process per part (:mod:`cnflib.parts.distributed`)."""
 from cnflib.parts.distributed import PipelineConfig, pipeline_train, run_local
 from cnflib.parts.schedules import (SCHEDULES, SPLITS, ScheduleResult, evaluate_parts, part_bounds, part_forward,
-                                    part_loss, round_robin, schedule_table, train_schedule, truncated_nll)
+                                    part_loss, round_robin, schedule_table, time_to_target, train_schedule,
+                                    truncated_nll)
 
 __all__ = [
     "PipelineConfig", "pipeline_train", "run_local",
     "SCHEDULES", "SPLITS", "ScheduleResult", "evaluate_parts", "part_bounds", "part_forward", "part_loss",
-    "round_robin", "schedule_table", "train_schedule", "truncated_nll",
+    "round_robin", "schedule_table", "time_to_target", "train_schedule", "truncated_nll",
 ]

@@ -23,7 +23,13 @@ the training steps, from :func:`cnflib.core.train.fit`) and ``cpu_seconds`` (thi
 in the training steps, evaluation excluded, also from ``fit``, so that both add up over a resumed
 run). On a CPU shared with other jobs wall time
 depends on their load; CPU time of a single-threaded run does not, so it compares schedules fairly
-there (on a GPU, use wall time).
+there (on a GPU, use wall time). :func:`time_to_target` reads off when a run first reaches a test
+bits/dim (the poster's "matches end-to-end in less time").
+
+Optimizer state: every phase is one :func:`cnflib.core.train.fit` call with its own Adam, so the
+fine-tuning (and each sequential part) starts from zero moments and a restarted bias correction. In
+the alternate phase one Adam holds every part; a part that is not trained at a step has no gradient
+and Adam leaves its parameters and moments untouched, so each part's moments advance on its own steps only.
 """
 from __future__ import annotations
 
@@ -162,6 +168,15 @@ class ScheduleResult:
         """Training CPU time of this process for the whole schedule (evaluation excluded)."""
         return float(self.history.cpu_seconds.iloc[-1])
 
+    def step_seconds(self, clock: str = "cpu_seconds") -> pd.Series:
+        """Median duration of one training step (from ``clock``) per phase and part, e.g.
+        ``{("end_to_end", -1): 0.09}`` or ``{("alternate", 0): 0.05, ("alternate", 1): 0.04}``
+        (part -1: every part at once)."""
+        h = self.history
+        duration = h.groupby("phase", sort=False)[clock].diff()
+        part = h["part"].fillna(-1) if "part" in h else pd.Series(-1.0, index=h.index)
+        return duration.groupby([h.phase, part.astype(int)], sort=False).median()
+
     def typical_seconds(self, clock: str = "cpu_seconds") -> float:
         """Training time with every step at the median duration of its kind (phase and part), from ``clock``
         ("cpu_seconds" or "seconds"): the measured time without the load spikes of a shared machine."""
@@ -182,7 +197,7 @@ def _with_bpd(frame: pd.DataFrame, dims: int, levels: Optional[int]) -> pd.DataF
 def train_schedule(flow: FlowSequence, schedule: str, data: Tensor, test: Tensor, *, parts: int = 2,
                    split: str = "across_blocks", steps: int = 500, finetune_steps: int = 0, period: int = 1,
                    preprocess: Optional[Preprocess] = None, levels: Optional[int] = None,
-                   eval_every: int = 50, **fit_options: Any) -> ScheduleResult:
+                   eval_every: int = 50, validation: Optional[Tensor] = None, **fit_options: Any) -> ScheduleResult:
     """Train ``flow`` in place with ``schedule`` (see the module docstring) and measure it.
 
     Arguments:
@@ -191,6 +206,8 @@ def train_schedule(flow: FlowSequence, schedule: str, data: Tensor, test: Tensor
         parts, split: the K parts and how they are cut (:func:`part_bounds`); ``end_to_end`` still
             reports the truncated NLLs of the same parts.
         levels: if given, NLLs are also reported as bits/dim of ``levels``-level discrete data.
+        validation: optional preprocessed validation points [V, *event_shape]; their NLL of the whole
+            flow is logged beside the test metrics as ``eval_nll_val`` (``eval_bpd_val``), for selection.
         fit_options: passed to :func:`cnflib.core.train.fit` (batch_size, lr, seed, accelerator, ...).
     """
     check_choice("schedule", schedule, SCHEDULES)
@@ -207,7 +224,10 @@ def train_schedule(flow: FlowSequence, schedule: str, data: Tensor, test: Tensor
             phases.append(("finetune", end_to_end, finetune_steps))
 
     def evaluate(model: nn.Module) -> dict[str, float]:
-        return evaluate_parts(model, bounds, test)
+        metrics = evaluate_parts(model, bounds, test)
+        if validation is not None:
+            metrics["nll_val"] = evaluate_parts(model, [(0, len(model.layers))], validation)["nll"]
+        return metrics
 
     frames, offset, cpu_offset, done = [], 0.0, 0.0, 0
     seed = fit_options.pop("seed", 0)
@@ -225,6 +245,15 @@ def train_schedule(flow: FlowSequence, schedule: str, data: Tensor, test: Tensor
     frame = _with_bpd(pd.concat(frames), math.prod(flow.event_shape), levels)
     final = {k[len("eval_"):]: float(v) for k, v in frame.iloc[-1].items() if str(k).startswith("eval_")}
     return ScheduleResult(schedule, parts, frame, final)
+
+
+def time_to_target(result: ScheduleResult, target: float, clock: str = "cpu_seconds",
+                   metric: str = "eval_bpd") -> float:
+    """Training time (``clock``: "cpu_seconds" or "seconds") at the first evaluation whose ``metric``
+    is at or below ``target``; ``inf`` if no evaluation reaches it (the run "never" does)."""
+    h = result.history.dropna(subset=[metric])
+    hit = h[h[metric] <= target]
+    return float(hit[clock].iloc[0]) if len(hit) else math.inf
 
 
 def schedule_table(results: dict[str, ScheduleResult]) -> pd.DataFrame:
